@@ -1,0 +1,81 @@
+"""Per-label positive-class weights from training-split counts (never per batch).
+
+With n rows, n_pos positives and n_neg = n - n_pos negatives for a label:
+
+    none             1
+    balanced         n / (2 * n_pos)
+    inverse          n_neg / n_pos
+    aggressive       3 * n_neg / n_pos
+    very_aggressive  5 * n_neg / n_pos
+
+then multiplied by ``--class_weight_multiplier`` (except ``none``, which stays 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import UserError
+from .registry import Registry
+
+__all__ = ["CLASS_WEIGHT_METHODS", "compute_class_weights", "label_counts"]
+
+logger = logging.getLogger(__name__)
+
+WeightFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+CLASS_WEIGHT_METHODS: Registry[WeightFn] = Registry("class weight method")
+
+
+@CLASS_WEIGHT_METHODS.register("none")
+def _none(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    return np.ones_like(n_pos, dtype=np.float64)
+
+
+@CLASS_WEIGHT_METHODS.register("balanced")
+def _balanced(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    return (n_pos + n_neg) / (2.0 * n_pos)
+
+
+@CLASS_WEIGHT_METHODS.register("inverse")
+def _inverse(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    return n_neg / n_pos
+
+
+@CLASS_WEIGHT_METHODS.register("aggressive")
+def _aggressive(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    return 3.0 * n_neg / n_pos
+
+
+@CLASS_WEIGHT_METHODS.register("very_aggressive")
+def _very_aggressive(n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    return 5.0 * n_neg / n_pos
+
+
+def label_counts(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_pos, n_neg) per label of a (n, L) 0/1 matrix, as float64."""
+    y = np.asarray(y)
+    n_pos = y.sum(axis=0, dtype=np.float64)
+    return n_pos, y.shape[0] - n_pos
+
+
+def compute_class_weights(
+    y: np.ndarray, method: str, multiplier: float = 1.0, label_names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Weights (L,) for the training labels ``y`` (n, L); a label without positives is an error."""
+    fn = CLASS_WEIGHT_METHODS.get(method)
+    n_pos, n_neg = label_counts(y)
+    names = list(label_names) if label_names is not None else [f"label {j}" for j in range(len(n_pos))]
+    empty = [names[j] for j in np.flatnonzero(n_pos == 0)]
+    if empty:
+        raise UserError(
+            f"label(s) {', '.join(empty)} have no positive rows in the training split; "
+            "check the outcome column(s) or drop them from --target_cols"
+        )
+    if method == "none":
+        if multiplier != 1.0:
+            logger.warning("--class_weight_multiplier %g is ignored with --class_weight_method none", multiplier)
+        return fn(n_pos, n_neg)
+    return fn(n_pos, n_neg) * float(multiplier)

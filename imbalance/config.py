@@ -1,0 +1,326 @@
+"""The training configuration: one typed dataclass, presets layered over it, the CLI generated from it.
+
+Precedence, lowest to highest: dataclass defaults -> ``--preset``/``--config`` file -> flags given on
+the command line. Preset files live in ``configs/<name>.toml`` and hold only what they change.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import argparse_dataclass
+
+from .class_weights import CLASS_WEIGHT_METHODS
+from .errors import UserError
+from .losses import LOSSES
+from .sampling import WEIGHT_METHODS
+from .thresholds import THRESHOLD_OBJECTIVES
+from .early_stopping import EARLY_STOP_METRICS
+from .training import LR_SCHEDULERS, OPTIMIZERS
+from models import MODELS
+
+__all__ = [
+    "TrainConfig",
+    "PRESET_DIR",
+    "available_presets",
+    "load_config_file",
+    "parse_config",
+    "build_arg_parser",
+]
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A config field carrying its CLI help; ``choices``/``nargs`` pass through to argparse."""
+    metadata = {"help": help, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _switch(default: bool, help: str) -> Any:
+    """A boolean flag; the parser gives it both --x and --no-x, so the CLI can undo a preset."""
+    return field(default=default, metadata={"help": help})
+
+
+def _spellings(name: str, prefix: str = "") -> list[str]:
+    flags = [f"--{prefix}{name}", f"--{prefix}{name}".replace("_", "-")]
+    return list(dict.fromkeys(flags))
+
+
+def _with_flag_spellings(cls: type) -> type:
+    """Give every field the flags --snake_case and --kebab-case (argparse-dataclass reads
+    ``metadata["args"]``). Booleans defaulting to True are switched off by --no_<name>."""
+    for name, value in list(vars(cls).items()):
+        if isinstance(value, dataclasses.Field):
+            is_on_switch = cls.__annotations__.get(name) == "bool" or cls.__annotations__.get(name) is bool
+            prefix = "no_" if is_on_switch and value.default is True else ""
+            extra = {"args": _spellings(name, prefix)}
+            if prefix:
+                extra["help"] = f"turn off: {value.metadata['help']}"
+            value.metadata = types.MappingProxyType({**value.metadata, **extra})
+    return cls
+
+
+@dataclass
+@_with_flag_spellings
+class TrainConfig:
+    """Everything a training run depends on. Written to ``<output_dir>/config.json``."""
+
+    # -- where things come from and go -------------------------------------------------------
+    preset: Optional[str] = _opt(None, "named preset from configs/ (balanced, aggressive, very_aggressive, none)")
+    config: Optional[str] = _opt(None, "a TOML or JSON file of settings, layered like a preset")
+    csv_path: Optional[str] = _opt(None, "CSV or .parquet file; omitted = built-in demo cohort")
+    output_dir: str = _opt("checkpoints/run", "run folder: config, checkpoints, metrics, TensorBoard logs")
+    target_cols: Optional[str] = _opt(None, "comma-separated outcome columns (default: every 'label_*' column)")
+    id_col: Optional[str] = _opt(None, "row identifier: kept out of the features, written with predictions")
+    drop_cols: Optional[str] = _opt(None, "comma-separated columns to ignore")
+    categorical_cols: Optional[str] = _opt(None, "comma-separated columns to treat as categorical whatever their type")
+    min_category_count: int = _opt(10, "levels seen fewer times in training go to the 'other' bucket")
+    demo_rows: int = _opt(20_000, "rows of the built-in demo cohort when no --csv_path is given")
+
+    # -- splitting -------------------------------------------------------------------------
+    val_fraction: float = _opt(0.15, "share of rows for validation (early stopping, thresholds)")
+    test_fraction: float = _opt(0.15, "share of rows held out for the final report (may be 0)")
+    use_stratified_split: bool = _switch(False, "keep every label's prevalence in every split (iterative stratification for multi-label)")
+    seed: int = _opt(42, "seed for splitting, sampling, initialisation: the whole run is reproducible")
+
+    # -- imbalance levers ------------------------------------------------------------------
+    use_weighted_sampling: bool = _switch(False, "draw training batches with replacement by row weight")
+    weight_method: str = _opt("balanced", "row weights for --use_weighted_sampling", choices=WEIGHT_METHODS.names())
+    class_weight_method: str = _opt("none", "per-label positive weight", choices=CLASS_WEIGHT_METHODS.names())
+    class_weight_multiplier: float = _opt(1.0, "multiplies every class weight")
+    loss_type: str = _opt("bce", "training loss", choices=LOSSES.names())
+    focal_gamma: float = _opt(2.0, "focal loss focusing parameter")
+    focal_alpha: Optional[float] = _opt(None, "focal positive-class weight in (0,1); default w/(1+w) from the class weight w")
+    early_stop_metric: str = _opt("macro_f1", "validation metric that picks the best epoch", choices=EARLY_STOP_METRICS.names())
+    early_stop_patience: int = _opt(10, "stop after this many epochs without improvement (0 = never stop early)")
+    min_delta: float = _opt(0.0, "smallest change that counts as an improvement")
+    optimize_thresholds: bool = _switch(False, "tune each label's decision threshold on validation after training")
+    threshold_metric: str = _opt("f1", "objective for threshold tuning", choices=THRESHOLD_OBJECTIVES.names())
+    collapse_patience: int = _opt(3, "warn after this many epochs with no (or only) positive predictions for a label")
+
+    # -- model -----------------------------------------------------------------------------
+    model: str = _opt("mlp", "architecture", choices=MODELS.names())
+    hidden_sizes: list[int] = _opt([128, 64], "hidden layer widths", nargs="+")
+    dropout: float = _opt(0.1, "dropout after each hidden layer")
+    norm: str = _opt("none", "normalisation after each hidden linear layer", choices=["none", "batch", "layer"])
+
+    # -- optimisation ----------------------------------------------------------------------
+    epochs: int = _opt(30, "maximum number of epochs")
+    batch_size: int = _opt(256, "rows per training batch")
+    lr: float = _opt(1e-3, "learning rate")
+    weight_decay: float = _opt(0.0, "weight decay")
+    optimizer: str = _opt("adam", "optimizer", choices=OPTIMIZERS.names())
+    lr_scheduler: str = _opt("none", "learning-rate schedule", choices=LR_SCHEDULERS.names())
+    grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
+    device: str = _opt("auto", "auto, cpu or cuda", choices=["auto", "cpu", "cuda"])
+    num_threads: int = _opt(0, "torch CPU threads (0 = leave torch's default)")
+
+    # -- reporting -------------------------------------------------------------------------
+    baselines: str = _opt("logistic", "comma-separated baselines scored on the same split (logistic, hgb, prior) or 'none'")
+    tensorboard: bool = _switch(True, "write TensorBoard logs under <output_dir>/tensorboard")
+    quiet: bool = _switch(False, "no progress bar and no per-epoch lines")
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise UserError(message)
+
+        for name, registry in (
+            ("weight_method", WEIGHT_METHODS),
+            ("class_weight_method", CLASS_WEIGHT_METHODS),
+            ("loss_type", LOSSES),
+            ("early_stop_metric", EARLY_STOP_METRICS),
+            ("threshold_metric", THRESHOLD_OBJECTIVES),
+            ("model", MODELS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_scheduler", LR_SCHEDULERS),
+        ):
+            value = getattr(self, name)
+            need(value in registry, f"--{name}: unknown {registry.kind} '{value}'; choose from {', '.join(registry.names())}")
+        for name, choices in (("norm", ("none", "batch", "layer")), ("device", ("auto", "cpu", "cuda"))):
+            value = getattr(self, name)
+            need(value in choices, f"--{name}: unknown value '{value}'; choose from {', '.join(choices)}")
+        need(0.0 < self.val_fraction < 1.0, f"--val_fraction must be in (0, 1), got {self.val_fraction}")
+        need(0.0 <= self.test_fraction < 1.0, f"--test_fraction must be in [0, 1), got {self.test_fraction}")
+        need(self.val_fraction + self.test_fraction < 0.9,
+             f"--val_fraction + --test_fraction = {self.val_fraction + self.test_fraction:g} leaves too little to train on; keep it below 0.9")
+        for name in ("epochs", "batch_size"):
+            need(getattr(self, name) >= 1, f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("early_stop_patience", "collapse_patience", "num_threads", "min_category_count", "min_delta", "grad_clip", "weight_decay", "focal_gamma", "dropout"):
+            need(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
+        need(self.dropout < 1.0, f"--dropout must be below 1, got {self.dropout}")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(self.class_weight_multiplier > 0, f"--class_weight_multiplier must be > 0, got {self.class_weight_multiplier}")
+        need(self.focal_alpha is None or 0.0 < self.focal_alpha < 1.0, f"--focal_alpha must be in (0, 1), got {self.focal_alpha}")
+        need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
+        need(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+             f"--hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        from .baselines import BASELINES  # deferred: sklearn import is only needed when a config is built
+
+        for name in self.baseline_names:
+            need(name in BASELINES, f"--baselines: unknown baseline '{name}'; choose from {', '.join(BASELINES.names())} or none")
+
+    def advisories(self) -> list[str]:
+        """Settings that are legal but probably not what the user meant."""
+        notes = []
+        if self.loss_type == "bce" and self.class_weight_method != "none":
+            notes.append(f"--class_weight_method {self.class_weight_method} has no effect with --loss_type bce; use weighted_bce or focal")
+        if self.loss_type == "focal" and self.focal_alpha is not None and self.class_weight_method != "none":
+            notes.append("--focal_alpha overrides the alpha derived from --class_weight_method")
+        return notes
+
+    @property
+    def baseline_names(self) -> list[str]:
+        return [] if self.baselines.strip() in ("", "none") else split_list(self.baselines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def split_list(value: Optional[str]) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c'] (None -> [])."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config files
+# ---------------------------------------------------------------------------------------------
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_FILE_ONLY_FORBIDDEN = {"preset", "config"}
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _check_type(key: str, value: Any, source: str) -> Any:
+    """Values from a file must already have the field's type (ints may stand for floats)."""
+    hint = typing.get_type_hints(TrainConfig)[key]
+    optional = type(None) in typing.get_args(hint)
+    if optional:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if value is None and optional:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            return list(value)
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif hint is bool and isinstance(value, bool):
+        return value
+    elif hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
+        return value
+    expected = getattr(hint, "__name__", str(hint))
+    raise UserError(f"{source}: key '{key}' must be {expected}, got {value!r}")
+
+
+def load_config_file(path: "str | Path") -> dict[str, Any]:
+    """Read a preset or user config (TOML or JSON); unknown keys and wrong types are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--config: no such file '{path}'; pass a .toml or .json file")
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text())
+        else:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: cannot parse ({exc}); fix the file's syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a table of settings at the top level")
+    values = {}
+    for key, value in raw.items():
+        if key not in _FIELDS or key in _FILE_ONLY_FORBIDDEN:
+            close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"{path}: unknown key '{key}'{hint}; valid keys: {', '.join(k for k in _FIELDS if k not in _FILE_ONLY_FORBIDDEN)}")
+        values[key] = _check_type(key, value, str(path))
+    return values
+
+
+def resolve_preset(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise UserError(f"--preset: unknown preset '{name}'; choose from {', '.join(available_presets())}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse_dataclass.ArgumentParser):
+    """argparse-dataclass parser whose errors are one line naming the flag and the fix."""
+
+    def error(self, message: str) -> typing.NoReturn:  # argparse's hook for every parse failure
+        if message.startswith("unrecognized arguments"):
+            unknown = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            flags = sorted({s for a in self._actions for s in a.option_strings if s.startswith("--") and (s == _canonical(s))})
+            hints = []
+            for flag in unknown:
+                close = difflib.get_close_matches(_canonical(flag.split("=")[0]), flags, n=1)
+                hints.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+            message = f"unknown flag {', '.join(hints)}; valid flags: {' '.join(flags)}"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _canonical(flag: str) -> str:
+    return "--" + flag.lstrip("-").replace("-", "_")
+
+
+def build_arg_parser(prog: Optional[str] = None) -> _Parser:
+    """The CLI, generated from TrainConfig: every field is a flag spelled with _ or -."""
+    parser = _Parser(
+        TrainConfig,
+        prog=prog,
+        description="Train a neural classifier on an imbalanced binary or multi-label tabular outcome.",
+        epilog="Flags accept --snake_case and --kebab-case spellings. Precedence: defaults < --preset/--config < flags.",
+        allow_abbrev=False,
+    )
+    for f in fields(TrainConfig):
+        if f.type is bool:
+            # argparse-dataclass makes one side of each switch (--x for False defaults, --no_x
+            # for True ones); add the other so a preset's setting can be undone from the CLI.
+            other, action = (_spellings(f.name), "store_true") if f.default else (_spellings(f.name, "no_"), "store_false")
+            parser.add_argument(*other, dest=f.name, action=action, default=dataclasses.MISSING, help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """Parse the command line into a resolved TrainConfig.
+
+    Returns the config and the settings that came from the command line explicitly (so callers
+    can record which layer each value came from).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_arg_parser(prog)
+    # The base class's parse: argparse-dataclass's own fills in defaults, which would hide
+    # which flags were given and so break the preset layering.
+    namespace, extra = argparse.ArgumentParser.parse_known_args(parser, argv)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    explicit = {k: v for k, v in vars(namespace).items() if v is not dataclasses.MISSING}
+
+    layered: dict[str, Any] = {}
+    if explicit.get("preset") is not None:
+        layered.update(load_config_file(resolve_preset(explicit["preset"])))
+    if explicit.get("config") is not None:
+        layered.update(load_config_file(explicit["config"]))
+    layered.update(explicit)
+    return TrainConfig(**layered), explicit

@@ -1,0 +1,80 @@
+"""Early stopping on a validation metric, and the registry of metrics it can watch.
+
+Thresholded metrics (F1, recall, precision) come in two variants:
+
+- ``macro_f1``, ``macro_recall``, ``macro_precision``: at the fixed threshold 0.5;
+- ``macro_f1_tuned``, ``macro_recall_tuned``, ``macro_precision_tuned``: at thresholds re-tuned
+  on the validation split every epoch (for ``--threshold_metric``). At 1-5% prevalence a few rows
+  crossing 0.5 swing the fixed-threshold values from epoch to epoch; the tuned ones follow how
+  well the model ranks, and pick a steadier best epoch. They are optimistic as absolute numbers
+  (tuned and scored on the same rows); the final report scores the test split instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .registry import Registry
+
+__all__ = ["EARLY_STOP_METRICS", "StopMetric", "EarlyStopping"]
+
+
+@dataclass(frozen=True)
+class StopMetric:
+    mode: str  # "max" or "min"
+    read: Callable[[Mapping[str, Any]], float]  # epoch record -> value
+
+
+EARLY_STOP_METRICS: Registry[StopMetric] = Registry("early stop metric")
+
+for _name, _key in (("f1", "f1"), ("recall", "recall"), ("precision", "precision"), ("auprc", "auprc"), ("auroc", "auroc")):
+    EARLY_STOP_METRICS.register(f"macro_{_name}")(StopMetric("max", lambda r, k=_key: r["val"]["macro"][k]))
+for _name in ("f1", "recall", "precision"):
+    EARLY_STOP_METRICS.register(f"macro_{_name}_tuned")(StopMetric("max", lambda r, k=_name: r["val_tuned"]["macro"][k]))
+EARLY_STOP_METRICS.register("val_loss")(StopMetric("min", lambda r: r["val_loss"]))
+
+
+class EarlyStopping:
+    """Tracks the best epoch; ``should_stop`` after ``patience`` epochs without an improvement
+    larger than ``min_delta``. ``patience == 0`` never stops early. NaN never improves."""
+
+    def __init__(self, *, mode: str, patience: int, min_delta: float = 0.0) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.mode = mode
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.best_score = -math.inf if mode == "max" else math.inf
+        self.best_epoch = -1
+        self.bad_epochs = 0
+
+    def step(self, score: float, epoch: int) -> bool:
+        """Record an epoch's score; True when it is the new best."""
+        score = float(score)
+        if math.isnan(score):
+            improved = False
+        elif self.best_epoch < 0:
+            improved = True
+        elif self.mode == "max":
+            improved = score > self.best_score + self.min_delta
+        else:
+            improved = score < self.best_score - self.min_delta
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])

@@ -1,0 +1,80 @@
+"""Scoring new rows with a saved checkpoint: its preprocessing, model and thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models import create_model
+
+from .checkpoint import load_checkpoint
+from .preprocessing import TabularPreprocessor
+from .training import predict_proba
+
+__all__ = ["Predictor", "prediction_frame"]
+
+
+def prediction_frame(
+    prob: np.ndarray,
+    thresholds: Sequence[float],
+    label_names: Sequence[str],
+    *,
+    index: Optional[pd.Index] = None,
+    ids: Optional[pd.Series] = None,
+    id_col: Optional[str] = None,
+) -> pd.DataFrame:
+    """``<id>``, then ``<label>_prob`` and ``<label>_pred`` for every label."""
+    out = pd.DataFrame(index=index)
+    if ids is not None:
+        out[id_col or "id"] = ids.to_numpy()
+    for j, name in enumerate(label_names):
+        out[f"{name}_prob"] = prob[:, j]
+        out[f"{name}_pred"] = (prob[:, j] >= thresholds[j]).astype(np.int64)
+    return out
+
+
+class Predictor:
+    """A trained model ready for new rows: ``Predictor.load(path).predict_proba(df)``."""
+
+    def __init__(self, checkpoint: Mapping[str, Any], *, device: str | torch.device = "cpu") -> None:
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.label_names: list[str] = list(checkpoint["label_names"])
+        self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float64)
+        self.id_col: Optional[str] = checkpoint.get("id_col")
+        self.preprocessor = TabularPreprocessor.from_state_dict(checkpoint["preprocessing"])
+        self.model = create_model(checkpoint["model_name"], **checkpoint["model_config"])
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.to(self.device).eval()
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "Predictor":
+        return cls(load_checkpoint(path), device=device)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.preprocessor.input_columns
+
+    def _prob(self, frame: pd.DataFrame, source: str) -> np.ndarray:
+        x = torch.from_numpy(self.preprocessor.transform(frame, source=source)).to(self.device)
+        return predict_proba(self.model, x).cpu().numpy()
+
+    def predict_proba(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
+        """Probability per label (columns named by label), aligned with ``frame``'s index."""
+        return pd.DataFrame(self._prob(frame, source), index=frame.index, columns=self.label_names)
+
+    def predict(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
+        """0/1 per label at the stored thresholds (tuned on validation, or 0.5)."""
+        prob = self._prob(frame, source)
+        return pd.DataFrame((prob >= self.thresholds).astype(np.int64), index=frame.index, columns=self.label_names)
+
+    def predict_frame(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
+        """The predictions file: id column (when the model has one), ``<label>_prob``, ``<label>_pred``."""
+        ids = frame[self.id_col] if self.id_col and self.id_col in frame.columns else None
+        return prediction_frame(
+            self._prob(frame, source), self.thresholds, self.label_names, index=frame.index, ids=ids, id_col=self.id_col
+        )

@@ -1,0 +1,207 @@
+"""Feature preprocessing fitted on the training split, stored as plain data in checkpoints.
+
+Each input column becomes one of three kinds, inferred from the training rows:
+
+- numeric: every present value parses as a number. Missing -> training median; then
+  standardised with the training mean and standard deviation.
+- binary: two-level yes/no, true/false, t/f, y/n (or a boolean column) -> 0/1. Missing -> the
+  most frequent value. Not standardised.
+- categorical: anything else, or listed in ``--categorical_cols``. One-hot over the levels seen at
+  least ``min_category_count`` times in training, plus an ``other`` column for rare and unseen
+  levels. Missing -> the most frequent level.
+
+A column with missing values in the training split also gets a ``<col>__missing`` 0/1 indicator,
+so that "not measured" stays visible to the model after imputation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import FALSE_TOKENS, TRUE_TOKENS
+from .errors import UserError
+
+__all__ = ["TabularPreprocessor", "OTHER_LEVEL"]
+
+logger = logging.getLogger(__name__)
+
+OTHER_LEVEL = "__other__"
+STATE_VERSION = 1
+
+
+def _category_strings(series: pd.Series) -> pd.Series:
+    """Values as category strings; 3.0 and 3 both become '3' (CSV ints turn float beside NaN)."""
+    if pd.api.types.is_float_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        text = series.astype("string")
+        text[whole] = pd.Series(values[whole].astype(np.int64), index=series.index[whole]).astype("string")
+        return text.str.strip()
+    return series.astype("string").str.strip()
+
+
+def _as_binary(series: pd.Series) -> pd.Series:
+    """yes/no-style values -> 1.0/0.0, unknown tokens -> NaN (float Series)."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("float64")
+    text = _category_strings(series).str.lower()
+    out = pd.Series(np.nan, index=series.index, dtype="float64")
+    out[text.isin(TRUE_TOKENS).fillna(False).to_numpy(dtype=bool)] = 1.0
+    out[text.isin(FALSE_TOKENS).fillna(False).to_numpy(dtype=bool)] = 0.0
+    return out
+
+
+def _numeric(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64")
+    return pd.to_numeric(series.astype("string").str.strip(), errors="coerce").astype("float64")
+
+
+def _infer_kind(series: pd.Series) -> str:
+    present = series.dropna()
+    if pd.api.types.is_bool_dtype(series):
+        return "binary"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    if len(present) and _numeric(present).notna().all():
+        return "numeric"
+    levels = set(_category_strings(present).str.lower().unique())
+    if levels and levels <= (TRUE_TOKENS | FALSE_TOKENS) and len(levels) <= 2 and not levels <= {"0", "1", "0.0", "1.0"}:
+        return "binary"
+    return "categorical"
+
+
+class TabularPreprocessor:
+    """Fit on training rows with :meth:`fit`, then :meth:`transform` any rows to float32."""
+
+    def __init__(self, *, categorical_cols: Sequence[str] = (), min_category_count: int = 10) -> None:
+        self.categorical_cols = list(categorical_cols)
+        self.min_category_count = int(min_category_count)
+        self.columns_: Optional[list[dict[str, Any]]] = None
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+        unknown = [c for c in self.categorical_cols if c not in frame.columns]
+        if unknown:
+            raise UserError(f"--categorical_cols names column(s) {', '.join(unknown)} that are not feature columns")
+        specs = []
+        for name in frame.columns:
+            series = frame[name]
+            n_missing = int(series.isna().sum())
+            if n_missing == len(series):
+                logger.warning("feature '%s' is empty in the training split and is left out", name)
+                continue
+            kind = "categorical" if name in self.categorical_cols else _infer_kind(series)
+            spec: dict[str, Any] = {"name": str(name), "kind": kind, "indicator": n_missing > 0}
+            if kind == "numeric":
+                values = _numeric(series)
+                median = float(values.median())
+                filled = values.fillna(median)
+                std = float(filled.std(ddof=0))
+                spec.update(median=median, mean=float(filled.mean()), std=std if std > 0 else 1.0)
+            elif kind == "binary":
+                values = _as_binary(series)
+                spec.update(fill=float(values.mode().iloc[0]))
+            else:
+                text = _category_strings(series)
+                counts = text.value_counts()
+                spec.update(
+                    levels=[str(level) for level, count in counts.items() if count >= self.min_category_count],
+                    fill=str(counts.index[0]),
+                )
+            specs.append(spec)
+        if not specs:
+            raise UserError("no usable feature columns: every feature is empty in the training split")
+        self.columns_ = specs
+        return self
+
+    # -- the fitted state as plain data -------------------------------------------------------
+    @property
+    def input_columns(self) -> list[str]:
+        return [spec["name"] for spec in self._fitted()]
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for spec in self._fitted():
+            if spec["kind"] == "categorical":
+                names += [f"{spec['name']}={level}" for level in spec["levels"]] + [f"{spec['name']}={OTHER_LEVEL}"]
+            else:
+                names.append(spec["name"])
+            if spec["indicator"]:
+                names.append(f"{spec['name']}__missing")
+        return names
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {spec["name"]: spec["kind"] for spec in self._fitted()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "categorical_cols": list(self.categorical_cols),
+            "min_category_count": self.min_category_count,
+            "columns": [dict(spec) for spec in self._fitted()],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "TabularPreprocessor":
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"preprocessing state version {state.get('version')} is not supported (expected {STATE_VERSION})")
+        pre = cls(categorical_cols=state["categorical_cols"], min_category_count=state["min_category_count"])
+        pre.columns_ = [dict(spec) for spec in state["columns"]]
+        return pre
+
+    def _fitted(self) -> list[dict[str, Any]]:
+        if self.columns_ is None:
+            raise RuntimeError("TabularPreprocessor is not fitted; call fit() first")
+        return self.columns_
+
+    # -- transforming -------------------------------------------------------------------------
+    def transform(self, frame: pd.DataFrame, *, source: str = "input") -> np.ndarray:
+        """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order."""
+        specs = self._fitted()
+        missing = [spec["name"] for spec in specs if spec["name"] not in frame.columns]
+        if missing:
+            raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
+        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float32)
+        col = 0
+        for spec in specs:
+            series = frame[spec["name"]]
+            was_missing = series.isna().to_numpy()
+            if spec["kind"] == "numeric":
+                values = _numeric(series)
+                _warn_unparsed(values, was_missing, spec["name"], "numbers", source)
+                filled = values.fillna(spec["median"]).to_numpy()
+                out[:, col] = (filled - spec["mean"]) / spec["std"]
+                col += 1
+            elif spec["kind"] == "binary":
+                values = _as_binary(series)
+                _warn_unparsed(values, was_missing, spec["name"], "yes/no values", source)
+                out[:, col] = values.fillna(spec["fill"]).to_numpy()
+                col += 1
+            else:
+                text = _category_strings(series).fillna(spec["fill"])
+                levels = spec["levels"]
+                codes = pd.Categorical(text, categories=levels).codes.astype(np.int64)
+                codes[codes < 0] = len(levels)  # rare or unseen -> other
+                block = out[:, col : col + len(levels) + 1]
+                block[:] = 0.0
+                block[np.arange(len(frame)), codes] = 1.0
+                col += len(levels) + 1
+            if spec["indicator"]:
+                out[:, col] = was_missing
+                col += 1
+        return out
+
+
+def _warn_unparsed(values: pd.Series, was_missing: np.ndarray, name: str, what: str, source: str) -> None:
+    unparsed = int((values.isna().to_numpy() & ~was_missing).sum())
+    if unparsed:
+        logger.warning("%s: %d value(s) of '%s' are not %s and are treated as missing", source, unparsed, name, what)

@@ -1,0 +1,194 @@
+"""Where metric dicts go: the console, TensorBoard, the all-negatives guard, the final report.
+
+Metrics are computed once (in ``training.evaluate``); this module only formats and writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["CollapseGuard", "EpochLogger", "format_label_table", "write_json_atomic", "format_report_markdown"]
+
+logger = logging.getLogger(__name__)
+
+NEGATIVE_ADVICE = (
+    "raise --class_weight_multiplier (e.g. x2), switch to --use_weighted_sampling --weight_method per_class, "
+    "try --loss_type weighted_bce --class_weight_method very_aggressive, or lower --lr"
+)
+POSITIVE_ADVICE = (
+    "lower --class_weight_multiplier, use --weight_method balanced (or drop --use_weighted_sampling), "
+    "use --class_weight_method balanced, or pass --optimize_thresholds to move the cut-off"
+)
+
+
+class CollapseGuard:
+    """Warns when a label gets no positive (or only positive) predictions on validation for
+    ``patience`` epochs in a row, naming the label and the flags to try next."""
+
+    def __init__(self, label_names: Sequence[str], *, patience: int = 3) -> None:
+        self.label_names = list(label_names)
+        self.patience = max(1, int(patience))
+        self.streak = {name: (None, 0) for name in self.label_names}  # name -> (kind, epochs)
+        self.collapsed: dict[str, str] = {}  # name -> "all-negative" / "all-positive", ever seen
+
+    def update(self, val_metrics: Mapping[str, Any]) -> list[str]:
+        warnings = []
+        for name in self.label_names:
+            m = val_metrics["labels"][name]
+            kind = "all-negative" if m["n_pos_pred"] == 0 else "all-positive" if m["n_pos_pred"] == m["n"] else None
+            prev_kind, count = self.streak[name]
+            count = count + 1 if (kind is not None and kind == prev_kind) else (1 if kind else 0)
+            self.streak[name] = (kind, count)
+            if kind is not None and count == self.patience:
+                self.collapsed[name] = kind
+                advice = NEGATIVE_ADVICE if kind == "all-negative" else POSITIVE_ADVICE
+                what = "no positive predictions" if kind == "all-negative" else "only positive predictions"
+                message = (
+                    f"label '{name}' has had {what} on validation (threshold 0.5) for {count} epochs "
+                    f"(prevalence {m['prevalence']:.2%}): {advice}"
+                )
+                logger.warning(message)
+                warnings.append(message)
+        return warnings
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "  nan"
+    return format(value, spec)
+
+
+def format_label_table(metrics: Mapping[str, Any], *, title: str = "") -> str:
+    """Per-label precision / recall / F1 / AUROC / AUPRC / positive predictions as aligned text."""
+    labels = metrics["labels"]
+    width = max(12, *(len(n) for n in labels)) if labels else 12
+    head = f"{'label':<{width}}  {'prev':>6}  {'thresh':>6}  {'pos_pred':>8}  {'pos_true':>8}  {'prec':>5}  {'recall':>6}  {'f1':>5}  {'auroc':>5}  {'auprc':>5}"
+    lines = ([title] if title else []) + [head, "-" * len(head)]
+    for name, m in labels.items():
+        lines.append(
+            f"{name:<{width}}  {m['prevalence']:>6.2%}  {_fmt(m['threshold']):>6}  {m['n_pos_pred']:>8d}  {m['n_pos_true']:>8d}  "
+            f"{_fmt(m['precision'])}  {_fmt(m['recall']):>6}  {_fmt(m['f1'])}  {_fmt(m['auroc'])}  {_fmt(m['auprc'])}"
+        )
+    if len(labels) > 1:
+        mac = metrics["macro"]
+        lines.append(
+            f"{'macro':<{width}}  {'':>6}  {'':>6}  {mac['n_pos_pred']:>8d}  {'':>8}  {_fmt(mac['precision'])}  "
+            f"{_fmt(mac['recall']):>6}  {_fmt(mac['f1'])}  {_fmt(mac['auroc'])}  {_fmt(mac['auprc'])}"
+        )
+    return "\n".join(lines)
+
+
+class EpochLogger:
+    """Console line per epoch and TensorBoard scalars per label; the PR curves and hparams at the end."""
+
+    def __init__(self, log_dir: Optional[Path], label_names: Sequence[str], *, quiet: bool = False) -> None:
+        self.label_names = list(label_names)
+        self.quiet = quiet
+        self.writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, only when logging
+
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        epoch = record["epoch"]
+        val, tuned = record["val"], record["val_tuned"]
+        if not self.quiet:
+            counts = " ".join(str(val["labels"][n]["n_pos_pred"]) for n in self.label_names)
+            logger.info(
+                "epoch %3d  loss %.4f/%.4f  @0.5 P %.3f R %.3f F1 %.3f  tuned F1 %.3f  AUROC %.3f AUPRC %.3f  pos_pred [%s]%s",
+                epoch, record["train_loss"], record["val_loss"], val["macro"]["precision"], val["macro"]["recall"],
+                val["macro"]["f1"], tuned["macro"]["f1"], val["macro"]["auroc"], val["macro"]["auprc"], counts,
+                "  *" if record["improved"] else "",
+            )
+        if self.writer is None:
+            return
+        w = self.writer
+        w.add_scalar("loss/train", record["train_loss"], epoch)
+        w.add_scalar("loss/val", record["val_loss"], epoch)
+        w.add_scalar("lr", record["lr"], epoch)
+        for key in ("precision", "recall", "f1", "auroc", "auprc"):
+            w.add_scalar(f"macro/{key}", val["macro"][key], epoch)
+        w.add_scalar("macro/f1_tuned", tuned["macro"]["f1"], epoch)
+        for name in self.label_names:
+            m = val["labels"][name]
+            for key in ("precision", "recall", "f1", "auroc", "auprc", "n_pos_pred"):
+                w.add_scalar(f"{name}/{key}", m[key], epoch)
+            w.add_scalar(f"{name}/f1_tuned", tuned["labels"][name]["f1"], epoch)
+            w.add_scalar(f"{name}/threshold_tuned", tuned["labels"][name]["threshold"], epoch)
+
+    def log_pr_curves(self, y_true: np.ndarray, prob: np.ndarray, *, step: int, tag: str = "pr_curve") -> None:
+        if self.writer is None:
+            return
+        for j, name in enumerate(self.label_names):
+            self.writer.add_pr_curve(f"{tag}/{name}", y_true[:, j].astype(bool), prob[:, j], global_step=step)
+
+    def log_hparams(self, hparams: Mapping[str, Any], final: Mapping[str, float]) -> None:
+        if self.writer is None:
+            return
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items() if v is not None}
+        self.writer.add_hparams(flat, {f"hparam/{k}": v for k, v in final.items()}, run_name="hparams")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def format_report_markdown(report: Mapping[str, Any]) -> str:
+    """The final report (metrics.json) as a readable Markdown page."""
+    lines = [f"# Run report: {report['run']['output_dir']}", ""]
+    run = report["run"]
+    lines += [
+        f"- data: `{run['source']}`, {run['rows']['train']} train / {run['rows']['val']} validation / {run['rows']['test']} test rows",
+        f"- best epoch {run['best_epoch']} of {run['epochs_run']} by `{run['early_stop_metric']}`"
+        + (" (stopped early)" if run["stopped_early"] else ""),
+        f"- thresholds: {'tuned on validation for ' + run['threshold_metric'] if run['optimize_thresholds'] else 'fixed at 0.5'}",
+        f"- scored on the **{report['split']}** split",
+        "",
+    ]
+    collapsed = report.get("collapsed", {})
+    if collapsed.get("final") or collapsed.get("during_training"):
+        lines.append("## Collapsed labels")
+        for name, kind in collapsed.get("final", {}).items():
+            lines.append(f"- `{name}`: {kind} on the {report['split']} split at its final threshold")
+        for name, kind in collapsed.get("during_training", {}).items():
+            lines.append(f"- `{name}`: went {kind} on validation for several epochs during training")
+        lines.append("")
+    header = "| model | label | threshold | pos pred | pos true | precision | recall | F1 | AUROC | AUPRC |"
+    lines += ["## Per-label metrics", "", header, "|" + "---|" * 10]
+    for model_name, metrics in report["models"].items():
+        for name, m in metrics["labels"].items():
+            lines.append(
+                f"| {model_name} | {name} | {_fmt(m['threshold'])} | {m['n_pos_pred']} | {m['n_pos_true']} | {_fmt(m['precision'])} | "
+                f"{_fmt(m['recall'])} | {_fmt(m['f1'])} | {_fmt(m['auroc'])} | {_fmt(m['auprc'])} |"
+            )
+        if len(metrics["labels"]) > 1:
+            mac = metrics["macro"]
+            lines.append(
+                f"| {model_name} | **macro** | | {mac['n_pos_pred']} | | {_fmt(mac['precision'])} | {_fmt(mac['recall'])} | "
+                f"{_fmt(mac['f1'])} | {_fmt(mac['auroc'])} | {_fmt(mac['auprc'])} |"
+            )
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""End-to-end runs of train_classifier.py and predict.py: train, save, reload, predict, fail clearly."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import predict
+import train_classifier
+from imbalance.demo import DEMO_LABELS, make_demo_cohort
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--epochs", "3", "--batch_size", "64", "--quiet", "--baselines", "none"]
+
+
+@pytest.fixture(scope="module")
+def cohort() -> pd.DataFrame:
+    return make_demo_cohort(n_rows=3000, seed=7)
+
+
+@pytest.fixture
+def binary_csv(tmp_path, cohort) -> Path:
+    frame = cohort.drop(columns=[c for c in DEMO_LABELS if c != "label_diabetes"]).rename(columns={"label_diabetes": "diabetes"})
+    path = tmp_path / "binary.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def multilabel_csv(tmp_path, cohort) -> Path:
+    path = tmp_path / "multi.csv"
+    cohort.to_csv(path, index=False)
+    return path
+
+
+def _train(*args) -> int:
+    return train_classifier.main([str(a) for a in args])
+
+
+def _one_line_error(capsys, *fragments) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, "expected an error message"
+    last = lines[-1]
+    assert "error:" in last and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+    return last
+
+
+def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
+    out = tmp_path / "run"
+    code = _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--id_col", "patient_id", "--output_dir", out,
+                  "--use_stratified_split", "--use_weighted_sampling", "--optimize_thresholds", *FAST)
+    assert code == 0
+    for name in ("config.json", "best.pt", "last.pt", "metrics.json", "report.md", "test_predictions.csv"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["label_names"] == ["diabetes"] and ckpt["format_version"] == 1
+    assert ckpt["threshold_source"].startswith("tuned") and ckpt["thresholds"][0] != 0.5
+    assert ckpt["preprocessing"]["columns"] and ckpt["model_name"] == "mlp"
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert "optimizer" in last and last["epoch"] == 3
+
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test"
+    assert set(report["models"]["network"]["labels"]["diabetes"]) >= {"precision", "recall", "f1", "auroc", "auprc", "n_pos_pred"}
+
+    # predict.py on the held-out rows reproduces the predictions made at the end of training
+    expected = pd.read_csv(out / "test_predictions.csv")
+    rows = pd.read_csv(binary_csv).iloc[expected["row"]]
+    new = tmp_path / "new.csv"
+    rows.drop(columns=["diabetes"]).to_csv(new, index=False)
+    pred_path = tmp_path / "pred.csv"
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(new), "--output", str(pred_path)]) == 0
+    got = pd.read_csv(pred_path)
+    assert list(got.columns) == ["patient_id", "diabetes_prob", "diabetes_pred"]
+    assert (got["patient_id"].to_numpy() == expected["patient_id"].to_numpy()).all()
+    np.testing.assert_allclose(got["diabetes_prob"], expected["diabetes_prob"], atol=1e-6)
+    assert (got["diabetes_pred"].to_numpy() == expected["diabetes_pred"].to_numpy()).all()
+    assert got["diabetes_pred"].sum() > 0
+
+
+def test_multilabel_demo_run_without_csv(tmp_path):
+    out = tmp_path / "demo"
+    assert _train("--output_dir", out, "--demo_rows", 3000, "--use_stratified_split", "--no_tensorboard", *FAST) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["run"]["labels"] == list(DEMO_LABELS)
+    assert list(report["models"]["network"]["labels"]) == list(DEMO_LABELS)
+    assert not (out / "tensorboard").exists()
+    preds = pd.read_csv(out / "test_predictions.csv")
+    assert "patient_id" in preds.columns and all(f"{n}_prob" in preds.columns for n in DEMO_LABELS)
+
+
+def test_aggressive_preset_predicts_positives_in_the_first_epochs(tmp_path, multilabel_csv):
+    out = tmp_path / "agg"
+    assert _train("--preset", "aggressive", "--csv_path", multilabel_csv, "--id_col", "patient_id", "--output_dir", out,
+                  "--epochs", 2, "--quiet", "--no_tensorboard", "--baselines", "none") == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    first = history[0]["val_pos_pred"]
+    assert all(first[name] > 0 for name in DEMO_LABELS), first
+
+
+def test_naive_preset_collapses_and_the_guard_says_what_to_do(tmp_path, multilabel_csv, capsys):
+    out = tmp_path / "naive"
+    assert _train("--preset", "none", "--csv_path", multilabel_csv, "--id_col", "patient_id", "--output_dir", out,
+                  "--epochs", 4, "--early_stop_patience", 0, "--collapse_patience", 2, "--no_tensorboard",
+                  "--baselines", "prior") == 0
+    captured = capsys.readouterr()
+    report = json.loads((out / "metrics.json").read_text())
+    collapsed = report["collapsed"]["during_training"]
+    assert "label_stroke" in collapsed and collapsed["label_stroke"] == "all-negative"
+    assert "label 'label_stroke' has had no positive predictions" in captured.err
+    assert "--class_weight_multiplier" in captured.err and "per_class" in captured.err
+    assert "label_stroke" in report["collapsed"]["final"]
+    assert report["models"]["prior"]["labels"]["label_stroke"]["n_pos_pred"] == 0
+
+
+def test_config_is_written_before_training_starts(tmp_path, binary_csv, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(train_classifier, "fit", boom)
+    out = tmp_path / "early"
+    with pytest.raises(RuntimeError):
+        _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--output_dir", out, "--lr", "0.02", *FAST)
+    written = json.loads((out / "config.json").read_text())
+    assert written["lr"] == 0.02 and written["target_cols"] == "diabetes" and written["epochs"] == 3
+
+
+# -- bad input: one clear line, exit code 2, nothing written -----------------------------------------
+
+def test_missing_file(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _train("--csv_path", tmp_path / "nope.csv", "--output_dir", out, *FAST) == 2
+    _one_line_error(capsys, "nope.csv", "no such file")
+    assert not out.exists()
+
+
+def test_missing_target_column(tmp_path, binary_csv, capsys):
+    out = tmp_path / "o"
+    assert _train("--csv_path", binary_csv, "--target_cols", "stroke", "--output_dir", out, *FAST) == 2
+    _one_line_error(capsys, "stroke", "not found", "--target_cols")
+    assert not out.exists()
+
+
+def test_no_label_columns_asks_for_target_cols(tmp_path, binary_csv, capsys):
+    assert _train("--csv_path", binary_csv, "--output_dir", tmp_path / "o", *FAST) == 2
+    _one_line_error(capsys, "label_", "--target_cols")
+
+
+def test_non_binary_outcome(tmp_path, cohort, capsys):
+    frame = cohort.drop(columns=list(DEMO_LABELS)).assign(outcome=np.arange(len(cohort)) % 3)
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    assert _train("--csv_path", path, "--target_cols", "outcome", "--output_dir", tmp_path / "o", *FAST) == 2
+    _one_line_error(capsys, "outcome", "found 2")
+    assert not (tmp_path / "o").exists()
+
+
+def test_label_without_positives(tmp_path, cohort, capsys):
+    path = tmp_path / "zero.csv"
+    cohort.assign(label_never=0).to_csv(path, index=False)
+    assert _train("--csv_path", path, "--output_dir", tmp_path / "o", *FAST) == 2
+    _one_line_error(capsys, "label_never", "no positive")
+
+
+def test_unknown_preset_on_the_command_line(tmp_path, capsys):
+    assert _train("--preset", "turbo", "--output_dir", tmp_path / "o") == 2
+    _one_line_error(capsys, "turbo", "aggressive, balanced, none, very_aggressive")
+
+
+def test_missing_feature_column_at_inference(tmp_path, binary_csv, capsys):
+    out = tmp_path / "run"
+    assert _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--output_dir", out, "--no_tensorboard", *FAST) == 0
+    capsys.readouterr()
+    rows = pd.read_csv(binary_csv).drop(columns=["bmi", "hba1c", "diabetes"]).head(20)
+    new = tmp_path / "new.csv"
+    rows.to_csv(new, index=False)
+    target = tmp_path / "pred.csv"
+    assert predict.main(["--checkpoint", str(out / "best.pt"), "--csv_path", str(new), "--output", str(target)]) == 2
+    _one_line_error(capsys, "bmi", "hba1c", "missing feature column")
+    assert not target.exists() and not list(tmp_path.glob(".pred.csv*"))
+
+
+def test_missing_checkpoint(tmp_path, binary_csv, capsys):
+    assert predict.main(["--checkpoint", str(tmp_path), "--csv_path", str(binary_csv)]) == 2
+    _one_line_error(capsys, "best.pt")
+
+
+def test_users_aggressive_command_runs_verbatim_from_the_shell(tmp_path, cohort):
+    """The issue's first command, as typed (only the script path differs), on a CSV named like theirs."""
+    cohort.head(2500).to_csv(tmp_path / "mesa_final.csv", index=False)
+    command = f"""{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'train_classifier.py'))} \
+        --csv_path mesa_final.csv --output_dir checkpoints/comorbidity_aggressive \
+        --use_stratified_split --use_weighted_sampling --weight_method per_class \
+        --loss_type focal --focal_gamma 3.0 \
+        --class_weight_method aggressive --class_weight_multiplier 2.0 \
+        --optimize_thresholds --early_stop_metric macro_f1 --early_stop_patience 15 \
+        --epochs 100 --batch_size 32 --lr 1e-3"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "checkpoints" / "comorbidity_aggressive"
+    config = json.loads((out / "config.json").read_text())
+    assert config["loss_type"] == "focal" and config["class_weight_multiplier"] == 2.0 and config["batch_size"] == 32
+    assert "label summary" in done.stderr and "expected positive share per batch" in done.stderr
+    assert torch.load(out / "best.pt", weights_only=True)["label_names"] == list(DEMO_LABELS)
