@@ -114,7 +114,9 @@ class WeightedIndexSampler:
             self.cdf_ = None
         else:
             self.group_rows_ = None
-            self.cdf_ = np.cumsum(weights / weights.sum())
+            self.cdf_ = np.cumsum(weights)
+            # Draws land at or below the last row of positive weight, never on a zero-weight tail.
+            self.last_drawable_ = int(np.flatnonzero(weights)[-1])
 
     def _rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(epoch)])
@@ -122,8 +124,8 @@ class WeightedIndexSampler:
     def epoch_indices(self, epoch: int) -> torch.Tensor:
         rng = self._rng(epoch)
         if self.cdf_ is not None:
-            draws = np.searchsorted(self.cdf_, rng.random(self.num_samples), side="right")
-            return torch.from_numpy(np.minimum(draws, self.num_rows - 1))
+            draws = np.searchsorted(self.cdf_, rng.random(self.num_samples) * self.cdf_[-1], side="right")
+            return torch.from_numpy(np.minimum(draws, self.last_drawable_))
         per_group = rng.multinomial(self.num_samples, self.group_probs_)
         out = np.empty(self.num_samples, dtype=np.int64)
         pos = 0
@@ -159,7 +161,7 @@ def iterate_batches(indices: torch.Tensor, batch_size: int, *, drop_singleton: b
     n = indices.numel()
     for start in range(0, n, batch_size):
         batch = indices[start : start + batch_size]
-        if drop_singleton and batch.numel() == 1 and n > 1:
+        if drop_singleton and batch_size > 1 and batch.numel() == 1 and n > 1:
             return
         yield batch
 

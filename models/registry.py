@@ -38,7 +38,7 @@ def create_model(name: str, **config: Any) -> nn.Module:
     spec = MODELS.get(name)
     try:
         cfg = spec.config_cls(**config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UserError(f"model '{name}': bad config {config!r} ({exc})") from None
     return spec.model_cls(**dataclasses.asdict(cfg))
 
