@@ -111,15 +111,15 @@ class TrainConfig:
 
     # -- model -----------------------------------------------------------------------------
     model: str = _opt("mlp", "architecture", choices=MODELS.names())
-    hidden_sizes: list[int] = _opt([128, 64], "hidden layer widths", nargs="+")
-    dropout: float = _opt(0.1, "dropout after each hidden layer")
+    hidden_sizes: list[int] = _opt([64, 32], "hidden layer widths", nargs="+")
+    dropout: float = _opt(0.3, "dropout after each hidden layer")
     norm: str = _opt("none", "normalisation after each hidden linear layer", choices=["none", "batch", "layer"])
 
     # -- optimisation ----------------------------------------------------------------------
     epochs: int = _opt(30, "maximum number of epochs")
     batch_size: int = _opt(256, "rows per training batch")
     lr: float = _opt(1e-3, "learning rate")
-    weight_decay: float = _opt(0.0, "weight decay")
+    weight_decay: float = _opt(1e-4, "L2 weight decay")
     optimizer: str = _opt("adam", "optimizer", choices=OPTIMIZERS.names())
     lr_scheduler: str = _opt("none", "learning-rate schedule", choices=LR_SCHEDULERS.names())
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")

@@ -2,8 +2,9 @@
 
 Each input column becomes one of three kinds, inferred from the training rows:
 
-- numeric: every present value parses as a number. Missing -> training median; then
-  standardised with the training mean and standard deviation.
+- numeric: every present value parses as a number. Missing -> training median; a
+  non-negative column with skewness above 2 is log1p-transformed; then standardised with
+  the training mean and standard deviation.
 - binary: two-level yes/no, true/false, t/f, y/n (or a boolean column) -> 0/1. Missing -> the
   most frequent value. Not standardised.
 - categorical: anything else, or listed in ``--categorical_cols``. One-hot over the levels seen at
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 OTHER_LEVEL = "__other__"
 STATE_VERSION = 1
+# Non-negative numeric columns skewed beyond this (lab values such as TSH, counts) are log1p'd
+# before standardising: a few huge values would otherwise squash everyone else near zero.
+SKEW_LIMIT = 2.0
 
 
 def _category_strings(series: pd.Series) -> pd.Series:
@@ -103,8 +107,11 @@ class TabularPreprocessor:
                 values = _numeric(series)
                 median = float(values.median())
                 filled = values.fillna(median)
+                log = bool(filled.min() >= 0 and filled.skew() > SKEW_LIMIT)
+                if log:
+                    filled = np.log1p(filled)
                 std = float(filled.std(ddof=0))
-                spec.update(median=median, mean=float(filled.mean()), std=std if std > 0 else 1.0)
+                spec.update(median=median, log=log, mean=float(filled.mean()), std=std if std > 0 else 1.0)
             elif kind == "binary":
                 values = _as_binary(series)
                 spec.update(fill=float(values.mode().iloc[0]))
@@ -179,6 +186,8 @@ class TabularPreprocessor:
                 values = _numeric(series)
                 _warn_unparsed(values, was_missing, spec["name"], "numbers", source)
                 filled = values.fillna(spec["median"]).to_numpy()
+                if spec["log"]:
+                    filled = np.log1p(np.maximum(filled, 0.0))
                 out[:, col] = (filled - spec["mean"]) / spec["std"]
                 col += 1
             elif spec["kind"] == "binary":

@@ -18,8 +18,8 @@ _NORMS = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 class MLPConfig:
     in_features: int
     out_features: int
-    hidden_sizes: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.1
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.3
     norm: str = "none"
 
     def __post_init__(self) -> None:
@@ -34,7 +34,7 @@ class MLP(nn.Module):
     """Outputs one logit per label; the sigmoid is applied by the loss and at inference."""
 
     def __init__(
-        self, *, in_features: int, out_features: int, hidden_sizes: list[int], dropout: float = 0.1, norm: str = "none"
+        self, *, in_features: int, out_features: int, hidden_sizes: list[int], dropout: float = 0.3, norm: str = "none"
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
