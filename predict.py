@@ -9,7 +9,6 @@ Writes the id column (when the model was trained with one), then ``<label>_prob`
 unseen categories are handled as in training.
 """
 
-from __future__ import annotations
 
 import os
 import sys

@@ -52,7 +52,7 @@ def build_checkpoint(
         "threshold_source": threshold_source,
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     if optimizer_state is not None:
         ckpt["optimizer"] = optimizer_state

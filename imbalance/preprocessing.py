@@ -198,7 +198,7 @@ class TabularPreprocessor:
             else:
                 text = _category_strings(series).fillna(spec["fill"])
                 levels = spec["levels"]
-                codes = pd.Categorical(text, categories=levels).codes.astype(np.int64)
+                codes = pd.Index(levels, dtype=object).get_indexer(text.astype(object)).astype(np.int64)
                 codes[codes < 0] = len(levels)  # rare or unseen -> other
                 block = out[:, col : col + len(levels) + 1]
                 block[:] = 0.0

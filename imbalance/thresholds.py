@@ -182,6 +182,11 @@ _PACKABLE_LIMIT = 2.0
 _MAGNITUDE_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
+def _packable(s: np.ndarray) -> bool:
+    """Whether every score fits the packed int64 sort key (``|s| < 2``)."""
+    return bool(s.min() > -_PACKABLE_LIMIT and s.max() < _PACKABLE_LIMIT)
+
+
 def _sort_by_score(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scores sorted ascending (float64, -0.0 turned into 0.0) and the 0/1 labels (int64) in that order.
 
@@ -189,7 +194,7 @@ def _sort_by_score(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray
     (the float64 bit pattern needs at most 62 bits there), so the labels ride along with the
     scores without an argsort + gather; otherwise it falls back to ``np.argsort``.
     """
-    if not (s.min() > -_PACKABLE_LIMIT and s.max() < _PACKABLE_LIMIT):
+    if not _packable(s):
         order = np.argsort(s)
         return s[order] + 0.0, y[order].astype(np.int64)
     key = (s + 0.0).view(np.int64)  # + 0.0 turns -0.0 into 0.0 (they compare equal) and copies
@@ -247,7 +252,7 @@ def _label_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
     ``y`` bool (n,), ``s`` float64 (n,), both 1-D; both classes must be present.
     """
-    if s.min() > -_PACKABLE_LIMIT and s.max() < _PACKABLE_LIMIT:
+    if _packable(s):
         return _label_curve_packed(y, s)
     return _label_curve_general(y, s)
 
