@@ -42,6 +42,9 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     """A config field carrying its CLI help; ``choices``/``nargs`` pass through to argparse."""
     metadata = {"help": help, **extra}
+    if "choices" in extra:
+        # One short metavar, the choices listed once in the help (not once per spelling).
+        metadata.update(metavar="NAME", help=f"{help}: {' | '.join(extra['choices'])}")
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)

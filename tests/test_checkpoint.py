@@ -1,0 +1,261 @@
+"""Checkpoints (imbalance/checkpoint.py) and the Predictor that scores new rows with one (imbalance/inference.py)."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imbalance.checkpoint import FORMAT_VERSION, build_checkpoint, load_checkpoint, save_checkpoint
+from imbalance.errors import UserError
+from imbalance.inference import Predictor
+from imbalance.preprocessing import TabularPreprocessor
+from models import create_model
+
+RND_SEED = 20240615
+LABELS = ["label_a", "label_b"]
+
+
+def _frame(n: int = 40, seed: int = RND_SEED) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "pid": [f"P{i:03d}" for i in range(n)],
+            "age": rng.integers(20, 90, size=n).astype(float),
+            "bmi": rng.normal(27, 4, size=n),
+            "sex": rng.choice(["F", "M"], size=n),
+            "smoker": rng.choice(["yes", "no"], size=n),
+            "region": rng.choice(["north", "south", "east"], size=n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    frame.loc[[2, 5], "bmi"] = np.nan
+    return frame
+
+
+def _fitted():
+    torch.manual_seed(RND_SEED)
+    frame = _frame()
+    pre = TabularPreprocessor(min_category_count=3).fit(frame.drop(columns=["pid"]))
+    config = dict(in_features=len(pre.feature_names), out_features=2, hidden_sizes=[8], dropout=0.0, norm="none")
+    model = create_model("mlp", **config)
+    model.eval()
+    return frame, pre, config, model
+
+
+def _checkpoint(pre, config, model, *, thresholds=(0.5, 0.5), **extra):
+    return build_checkpoint(
+        model_name="mlp",
+        model_config=config,
+        state_dict=model.state_dict(),
+        train_config={"lr": 1e-3, "epochs": 3, "hidden_sizes": [8], "seed": 1, "loss_type": "bce", "output_dir": None},
+        preprocessing=pre.state_dict(),
+        label_names=LABELS,
+        thresholds=thresholds,
+        threshold_source="default",
+        epoch=3,
+        metrics={"best_epoch": 2, "best_score": 0.75, "val": {"macro": {"f1": float("nan")}}},
+        id_col="pid",
+        **extra,
+    )
+
+
+def _assert_plain(value, where="ckpt"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert type(key) is str, (where, key)
+            _assert_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _assert_plain(item, f"{where}[{i}]")
+    else:
+        assert value is None or type(value) in (torch.Tensor, str, int, float, bool), (where, type(value))
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+def test_saved_checkpoint_loads_with_weights_only_and_is_plain(tmp_path):
+    _, pre, config, model = _fitted()
+    path = save_checkpoint(_checkpoint(pre, config, model), tmp_path / "run" / "best.pt")
+    assert path == tmp_path / "run" / "best.pt"
+    loaded = torch.load(path, weights_only=True)
+    _assert_plain(loaded)
+    assert loaded["format_version"] == FORMAT_VERSION
+    assert loaded["label_names"] == LABELS
+    assert loaded["thresholds"] == [0.5, 0.5]
+    assert loaded["id_col"] == "pid"
+    assert loaded["model_config"] == config
+    assert loaded["preprocessing"] == json.loads(json.dumps(pre.state_dict()))
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded["state_dict"][key], tensor)
+    assert math.isnan(loaded["metrics"]["val"]["macro"]["f1"])
+
+
+def test_numpy_thresholds_and_epoch_are_stored_as_plain_numbers(tmp_path):
+    _, pre, config, model = _fitted()
+    ckpt = build_checkpoint(
+        model_name="mlp", model_config=config, state_dict=model.state_dict(), train_config={}, preprocessing=pre.state_dict(),
+        label_names=LABELS, thresholds=np.array([0.25, 0.75]), threshold_source="tuned", epoch=np.int64(4),
+    )
+    loaded = torch.load(save_checkpoint(ckpt, tmp_path / "x.pt"), weights_only=True)
+    _assert_plain(loaded)
+    assert loaded["thresholds"] == [0.25, 0.75] and loaded["epoch"] == 4
+
+
+def test_last_checkpoint_with_optimizer_state_loads_with_weights_only(tmp_path):
+    _, pre, config, model = _fitted()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.zeros(2, config["in_features"])).sum().backward()
+    optimizer.step()
+    ckpt = _checkpoint(pre, config, model, optimizer_state=optimizer.state_dict(), early_stopping_state={"best_epoch": 2, "best_score": 0.5})
+    loaded = torch.load(save_checkpoint(ckpt, tmp_path / "last.pt"), weights_only=True)
+    assert loaded["early_stopping"] == {"best_epoch": 2, "best_score": 0.5}
+    assert set(loaded["optimizer"]) == {"state", "param_groups"}
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    _, pre, config, model = _fitted()
+    path = tmp_path / "best.pt"
+    save_checkpoint(_checkpoint(pre, config, model), path)
+    before = path.read_bytes()
+
+    real_save = torch.save
+
+    def broken_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:  # half a file, then the disk "fills up"
+            handle.write(b"PK\x03\x04 partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    newer = _checkpoint(pre, config, model, thresholds=(0.1, 0.9))
+    with pytest.raises(OSError):
+        save_checkpoint(newer, path)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+    assert load_checkpoint(path)["thresholds"] == [0.5, 0.5]
+
+
+def test_load_checkpoint_from_a_run_folder_uses_best(tmp_path):
+    _, pre, config, model = _fitted()
+    save_checkpoint(_checkpoint(pre, config, model, thresholds=(0.3, 0.7)), tmp_path / "best.pt")
+    save_checkpoint(_checkpoint(pre, config, model, thresholds=(0.5, 0.5)), tmp_path / "last.pt")
+    assert load_checkpoint(tmp_path)["thresholds"] == [0.3, 0.7]
+
+
+def test_missing_checkpoint_paths_are_user_errors(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_checkpoint(tmp_path / "nope.pt")
+    assert "nope.pt" in str(err.value)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError) as err:
+        load_checkpoint(tmp_path / "run")  # a folder without best.pt
+    assert "best.pt" in str(err.value)
+
+
+def test_foreign_and_garbage_files_are_user_errors(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"a": 1}, foreign)
+    with pytest.raises(UserError) as err:
+        load_checkpoint(foreign)
+    assert "foreign.pt" in str(err.value)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(RND_SEED).bytes(512))
+    with pytest.raises(UserError) as err:
+        load_checkpoint(garbage)
+    assert "garbage.pt" in str(err.value)
+
+    not_a_dict = tmp_path / "list.pt"
+    torch.save([1, 2, 3], not_a_dict)
+    with pytest.raises(UserError):
+        load_checkpoint(not_a_dict)
+
+
+def test_newer_format_version_asks_for_an_upgrade(tmp_path):
+    _, pre, config, model = _fitted()
+    ckpt = _checkpoint(pre, config, model)
+    ckpt["format_version"] = FORMAT_VERSION + 1
+    path = save_checkpoint(ckpt, tmp_path / "future.pt")
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path)
+    assert "upgrade" in str(err.value)
+
+
+# --------------------------------------------------------------------------- Predictor
+
+
+def _direct_prob(pre, model, frame) -> np.ndarray:
+    x = torch.from_numpy(pre.transform(frame))
+    with torch.no_grad():
+        return torch.sigmoid(model(x)).numpy()
+
+
+def test_predictor_probabilities_match_the_model(tmp_path):
+    frame, pre, config, model = _fitted()
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model), tmp_path / "best.pt"))
+    assert predictor.label_names == LABELS
+    assert predictor.feature_columns == ["age", "bmi", "sex", "smoker", "region"]
+    prob = predictor.predict_proba(frame)
+    assert list(prob.columns) == LABELS
+    assert prob.index.equals(frame.index)
+    np.testing.assert_allclose(prob.to_numpy(), _direct_prob(pre, model, frame), rtol=1e-6, atol=1e-7)
+
+
+def test_predict_applies_stored_thresholds_inclusively(tmp_path):
+    frame, pre, config, model = _fitted()
+    direct = _direct_prob(pre, model, frame)
+    # label_a's threshold equals row 3's probability exactly: >= makes row 3 positive
+    thresholds = (float(direct[3, 0]), float(np.median(direct[:, 1])))
+    predictor = Predictor(_checkpoint(pre, config, model, thresholds=thresholds))
+    np.testing.assert_array_equal(predictor.predict_proba(frame).to_numpy(), direct)  # same float32 path
+    pred = predictor.predict(frame)
+    assert list(pred.columns) == LABELS
+    expected = np.column_stack([direct[:, 0] >= thresholds[0], direct[:, 1] >= thresholds[1]]).astype(int)
+    np.testing.assert_array_equal(pred.to_numpy(), expected)
+    assert pred.iloc[3, 0] == 1
+    # about half are positive for label_b at its median threshold
+    assert 15 <= pred["label_b"].sum() <= 25
+
+
+def test_predict_frame_columns_and_values(tmp_path):
+    frame, pre, config, model = _fitted()
+    thresholds = (0.4, 0.6)
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model, thresholds=thresholds), tmp_path / "best.pt"))
+    out = predictor.predict_frame(frame)
+    assert list(out.columns) == ["pid", "label_a_prob", "label_a_pred", "label_b_prob", "label_b_pred"]
+    assert out["pid"].tolist() == frame["pid"].tolist()
+    direct = _direct_prob(pre, model, frame)
+    np.testing.assert_allclose(out[["label_a_prob", "label_b_prob"]].to_numpy(), direct, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(out["label_a_pred"].to_numpy(), (direct[:, 0] >= 0.4).astype(int))
+    np.testing.assert_array_equal(out["label_b_pred"].to_numpy(), (direct[:, 1] >= 0.6).astype(int))
+
+
+def test_predictor_handles_unseen_categories_and_missing_values(tmp_path):
+    frame, pre, config, model = _fitted()
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model), tmp_path / "best.pt"))
+    new = pd.DataFrame(
+        {
+            "pid": ["N1", "N2", "N3"],
+            "age": [np.nan, 45.0, 200.0],
+            "bmi": [np.nan, np.nan, 30.0],
+            "sex": ["X", None, "F"],
+            "smoker": [None, "yes", "no"],
+            "region": ["atlantis", None, "north"],
+        }
+    )
+    out = predictor.predict_frame(new)
+    assert out.shape == (3, 5)
+    probs = out[["label_a_prob", "label_b_prob"]].to_numpy()
+    assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+    np.testing.assert_allclose(probs, _direct_prob(pre, model, new), rtol=1e-6, atol=1e-7)
+
+
+def test_predictor_without_id_column_in_frame(tmp_path):
+    frame, pre, config, model = _fitted()
+    predictor = Predictor(_checkpoint(pre, config, model))
+    out = predictor.predict_frame(frame.drop(columns=["pid"]))
+    assert list(out.columns) == ["label_a_prob", "label_a_pred", "label_b_prob", "label_b_pred"]

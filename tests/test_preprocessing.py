@@ -1,0 +1,283 @@
+"""TabularPreprocessor (imbalance/preprocessing.py) on a tiny hand-made frame.
+
+Every expected number is computed here from the training rows with numpy / sklearn / scipy,
+following the module docstring: median imputation, log1p for non-negative columns with
+skewness above 2, standardisation with the training mean and (population) std, 0/1 for
+binary columns, one-hot over frequent levels plus an ``__other__`` column.
+"""
+
+import copy
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import skew
+from sklearn.preprocessing import StandardScaler
+
+from imbalance.errors import UserError
+from imbalance.preprocessing import TabularPreprocessor
+
+RND_SEED = 20240613
+MIN_COUNT = 3
+
+NUM = [1.0, 2.0, np.nan, 4.0, 5.0, 7.0, 3.0, np.nan, 6.0, 8.0, 2.5, 9.0]
+SKEWED = [0.0, 1.0, 0.0, 2.0, 1.0, 0.0, 3.0, 1.0, 0.0, 2.0, 1.0, 60.0]
+YN = ["Yes", "No", "No", "Yes", None, "No", "No", "No", "Yes", "No", "No", "No"]
+TF = ["t", "f", "f", "t", "t", "f", "t", "t", "f", "t", "t", "t"]
+FLAG = [True, False, False, False, True, False, False, False, False, True, False, False]
+CAT = ["a", "a", "b", "a", "b", "c", "a", None, "b", "a", "b", "a"]  # a:6 b:4 c:1 (rare) + 1 missing
+CODE = [1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 9, 1]  # int, forced categorical; 9 is rare
+EMPTY = [np.nan] * 12
+
+
+def _train() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "num": NUM,
+            "skewed": SKEWED,
+            "yn": pd.Series(YN, dtype=object),
+            "tf": TF,
+            "flag": pd.Series(FLAG, dtype=bool),
+            "cat": pd.Series(CAT, dtype=object),
+            "code": CODE,
+            "empty": EMPTY,
+        }
+    )
+
+
+def _fit(frame=None) -> TabularPreprocessor:
+    return TabularPreprocessor(categorical_cols=["code"], min_category_count=MIN_COUNT).fit(_train() if frame is None else frame)
+
+
+def _col(pre: TabularPreprocessor, out: np.ndarray, name: str) -> np.ndarray:
+    return out[:, pre.feature_names.index(name)]
+
+
+def _numeric_expected(train_values, new_values, *, log: bool) -> np.ndarray:
+    train_values = np.asarray(train_values, dtype=float)
+    new_values = np.asarray(new_values, dtype=float)
+    median = np.nanmedian(train_values)
+    tr = np.where(np.isnan(train_values), median, train_values)
+    nv = np.where(np.isnan(new_values), median, new_values)
+    if log:
+        tr, nv = np.log1p(tr), np.log1p(nv)
+    scaler = StandardScaler().fit(tr[:, None])
+    return scaler.transform(nv[:, None])[:, 0]
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def test_inferred_kinds_and_empty_column_left_out(caplog):
+    with caplog.at_level(logging.WARNING, logger="imbalance"):
+        pre = _fit()
+    assert pre.kinds == {
+        "num": "numeric",
+        "skewed": "numeric",
+        "yn": "binary",
+        "tf": "binary",
+        "flag": "binary",
+        "cat": "categorical",
+        "code": "categorical",
+    }
+    assert pre.input_columns == ["num", "skewed", "yn", "tf", "flag", "cat", "code"]
+    assert not any(name.startswith("empty") for name in pre.feature_names)
+    assert any("empty" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_feature_names_indicators_and_one_hot_levels():
+    pre = _fit()
+    names = pre.feature_names
+    # indicators exactly for the (kept) columns with NaN in training: num, yn, cat
+    assert sorted(n for n in names if n.endswith("__missing")) == ["cat__missing", "num__missing", "yn__missing"]
+    # levels with count >= 3 plus other
+    assert sorted(n for n in names if n.startswith("cat=")) == ["cat=__other__", "cat=a", "cat=b"]
+    assert sorted(n for n in names if n.startswith("code=")) == ["code=1", "code=2", "code=3", "code=__other__"]
+    assert {"num", "skewed", "yn", "tf", "flag"} <= set(names)
+    assert len(names) == len(set(names)) == 5 + 3 + 3 + 4
+
+
+def test_training_rows_are_transformed_by_hand_computation():
+    pre = _fit()
+    train = _train()
+    out = pre.transform(train)
+    assert out.dtype == np.float32
+    assert out.shape == (12, len(pre.feature_names))
+
+    # numeric: the median fill and the standardisation use training statistics
+    np.testing.assert_allclose(_col(pre, out, "num"), _numeric_expected(NUM, NUM, log=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(_col(pre, out, "num__missing"), np.isnan(NUM).astype(np.float32))
+
+    # skewed, non-negative: log1p before standardising
+    assert skew(SKEWED, bias=False) > 2
+    np.testing.assert_allclose(_col(pre, out, "skewed"), _numeric_expected(SKEWED, SKEWED, log=True), rtol=1e-5, atol=1e-5)
+
+    # binary: 0/1, missing -> most frequent (No -> 0) plus an indicator
+    np.testing.assert_array_equal(_col(pre, out, "yn"), [1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, out, "yn__missing"), [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, out, "tf"), [1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1])
+    np.testing.assert_array_equal(_col(pre, out, "flag"), np.array(FLAG, dtype=np.float32))
+
+    # categorical: rare 'c' -> other, missing -> most frequent 'a' plus indicator
+    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "cat=b"), [0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat=__other__"), [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat__missing"), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    for level in (1, 2, 3):
+        np.testing.assert_array_equal(_col(pre, out, f"code={level}"), (np.array(CODE) == level).astype(np.float32))
+    np.testing.assert_array_equal(_col(pre, out, "code=__other__"), (np.array(CODE) == 9).astype(np.float32))
+
+
+def test_negative_values_are_not_log_transformed():
+    values = [-1.0, 0.0, 1.0, 0.0, 2.0, 1.0, 0.0, 3.0, 1.0, 0.0, 2.0, 60.0]
+    assert skew(values, bias=False) > 2
+    frame = pd.DataFrame({"v": values})
+    pre = TabularPreprocessor().fit(frame)
+    np.testing.assert_allclose(pre.transform(frame)[:, 0], _numeric_expected(values, values, log=False), rtol=1e-5, atol=1e-5)
+
+
+def test_new_rows_use_training_statistics_and_map_rare_and_unseen_to_other():
+    pre = _fit()
+    new = pd.DataFrame(
+        {
+            "num": [np.nan, 100.0, -3.0],
+            "skewed": [np.nan, 5.0, 1000.0],
+            "yn": ["no", " YES", None],
+            "tf": ["F", "T", "t"],
+            "flag": [False, True, False],
+            "cat": ["c", "zzz", None],  # rare, unseen, missing
+            "code": [9, 42, 2],  # rare, unseen, frequent
+            "empty": [1.0, 2.0, 3.0],
+        }
+    )
+    out = pre.transform(new)
+    assert out.shape == (3, len(pre.feature_names)) and out.dtype == np.float32
+    np.testing.assert_allclose(_col(pre, out, "num"), _numeric_expected(NUM, new["num"], log=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(_col(pre, out, "num__missing"), [1, 0, 0])
+    np.testing.assert_allclose(_col(pre, out, "skewed"), _numeric_expected(SKEWED, new["skewed"], log=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(_col(pre, out, "yn"), [0, 1, 0])
+    np.testing.assert_array_equal(_col(pre, out, "yn__missing"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "tf"), [0, 1, 1])
+    np.testing.assert_array_equal(_col(pre, out, "flag"), [0, 1, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat=__other__"), [1, 1, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "cat=b"), [0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat__missing"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "code=__other__"), [1, 1, 0])
+    np.testing.assert_array_equal(_col(pre, out, "code=2"), [0, 0, 1])
+    # every categorical block is one-hot
+    for prefix in ("cat=", "code="):
+        block = out[:, [i for i, n in enumerate(pre.feature_names) if n.startswith(prefix)]]
+        np.testing.assert_array_equal(block.sum(axis=1), [1, 1, 1])
+
+
+def test_output_columns_follow_feature_names_order_whatever_the_frame_order():
+    pre = _fit()
+    train = _train()
+    shuffled = train[list(reversed(train.columns))]
+    np.testing.assert_array_equal(pre.transform(shuffled), pre.transform(train))
+
+
+def test_unknown_binary_token_becomes_missing_with_warning(caplog):
+    pre = _fit()
+    new = _train().iloc[:3].copy()
+    new["yn"] = pd.Series(["maybe", "Yes", "No"], index=new.index, dtype=object)
+    with caplog.at_level(logging.WARNING, logger="imbalance"):
+        out = pre.transform(new)
+    # most frequent training value is No -> 0
+    np.testing.assert_array_equal(_col(pre, out, "yn"), [0, 1, 0])
+    assert any("yn" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_non_numeric_string_in_numeric_column_is_imputed_with_warning(caplog):
+    pre = _fit()
+    new = _train().iloc[:3].copy()
+    new["num"] = pd.Series(["3", "abc", " 4.5 "], index=new.index, dtype=object)
+    with caplog.at_level(logging.WARNING, logger="imbalance"):
+        out = pre.transform(new)
+    np.testing.assert_allclose(_col(pre, out, "num"), _numeric_expected(NUM, [3.0, np.nan, 4.5], log=False), rtol=1e-5, atol=1e-5)
+    assert any("num" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_unparsable_value_treated_as_missing_sets_the_missing_indicator():
+    # "treated as missing": the value is imputed like a NaN, so its indicator must say missing too;
+    # otherwise the model sees an imputed median flagged as measured, a combination never seen in training.
+    pre = _fit()
+    new = _train().iloc[:3].copy()
+    new["num"] = pd.Series(["3", "abc", None], index=new.index, dtype=object)
+    new["yn"] = pd.Series(["maybe", "Yes", None], index=new.index, dtype=object)
+    out = pre.transform(new)
+    np.testing.assert_array_equal(_col(pre, out, "num__missing"), [0, 1, 1])
+    np.testing.assert_array_equal(_col(pre, out, "yn__missing"), [1, 0, 1])
+
+
+def test_fitted_on_train_only():
+    pre = _fit()
+    before = copy.deepcopy(pre.state_dict())
+    train_out = pre.transform(_train())
+    rng = np.random.default_rng(RND_SEED)
+    other = pd.DataFrame(
+        {
+            "num": rng.normal(1000, 50, size=30),
+            "skewed": rng.exponential(500, size=30),
+            "yn": ["Yes"] * 30,
+            "tf": ["t"] * 30,
+            "flag": [True] * 30,
+            "cat": ["q"] * 30,
+            "code": [7] * 30,
+            "empty": rng.normal(size=30),
+        }
+    )
+    pre.transform(other)
+    assert pre.state_dict() == before
+    np.testing.assert_array_equal(pre.transform(_train()), train_out)
+
+
+def _assert_plain(value, where="state"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert type(key) is str, (where, key)
+            _assert_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _assert_plain(item, f"{where}[{i}]")
+    else:
+        assert value is None or type(value) in (str, int, float, bool), (where, type(value))
+
+
+def test_state_dict_is_plain_and_round_trips_through_json():
+    pre = _fit()
+    state = pre.state_dict()
+    _assert_plain(state)
+    restored = TabularPreprocessor.from_state_dict(json.loads(json.dumps(state)))
+    assert restored.feature_names == pre.feature_names
+    assert restored.kinds == pre.kinds
+    new = _train().copy()
+    new.loc[0, "cat"] = "zzz"
+    new.loc[1, "num"] = np.nan
+    np.testing.assert_array_equal(restored.transform(new), pre.transform(new))
+
+
+def test_missing_feature_columns_are_all_named():
+    pre = _fit()
+    with pytest.raises(UserError) as err:
+        pre.transform(_train().drop(columns=["num", "cat"]), source="new.csv")
+    msg = str(err.value)
+    assert "num" in msg and "cat" in msg and "new.csv" in msg
+
+
+def test_float_read_integer_categories_match_ints_and_strings():
+    # An int column with a NaN arrives as float (3.0); its levels must read '3', matching 3 and '3' later.
+    train = pd.DataFrame({"code": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, np.nan, 3.0]})
+    pre = TabularPreprocessor(categorical_cols=["code"], min_category_count=2).fit(train)
+    assert sorted(pre.feature_names) == sorted(["code=1", "code=2", "code=3", "code=__other__", "code__missing"])
+    as_float = pre.transform(pd.DataFrame({"code": [3.0, 1.0]}))
+    as_int = pre.transform(pd.DataFrame({"code": [3, 1]}))
+    as_str = pre.transform(pd.DataFrame({"code": pd.Series(["3", "1"], dtype=object)}))
+    np.testing.assert_array_equal(as_int, as_float)
+    np.testing.assert_array_equal(as_str, as_float)
+    np.testing.assert_array_equal(_col(pre, as_float, "code=3"), [1, 0])
+    np.testing.assert_array_equal(_col(pre, as_float, "code=1"), [0, 1])
+    np.testing.assert_array_equal(_col(pre, as_float, "code=__other__"), [0, 0])
