@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .early_stopping import EARLY_STOP_METRICS, EarlyStopping
+from .errors import UserError
 from .metrics import label_metrics
 from .registry import Registry
 from .sampling import iterate_batches
@@ -224,6 +225,10 @@ def fit(
             loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, grad_clip=grad_clip,
             progress=progress, desc=f"epoch {epoch}",
         )
+        if not math.isfinite(stats["loss"]):
+            raise UserError(
+                f"training loss became {stats['loss']} in epoch {epoch}; lower --lr or --class_weight_multiplier, or set --grad_clip 1.0"
+            )
         val_record, val_prob = evaluate(
             model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric
         )
@@ -235,10 +240,6 @@ def fit(
             "val": val_record["at_default"],
             "val_tuned": val_record["tuned"],
         }
-        if not math.isfinite(stats["loss"]):
-            raise FloatingPointError(
-                f"training loss became {stats['loss']} in epoch {epoch}; lower --lr or --class_weight_multiplier, or set --grad_clip 1.0"
-            )
         score = watch.read(record)
         record["score"] = score
         record["improved"] = stopper.step(score, epoch)
