@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +68,19 @@ def read_table(path: str | Path, *, columns: Optional[Sequence[str]] = None) -> 
         raise UserError(f"{path}: cannot read it as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} ({first})") from None
     if frame.shape[0] == 0:
         raise UserError(f"{path}: no data rows under the header")
+    header = _raw_header(path) if path.suffix.lower() not in (".parquet", ".pq") else list(frame.columns)
     frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    # pandas renames a repeated CSV header ('a', 'a' -> 'a', 'a.1'), so check the file's own names.
+    names = pd.Index([str(c).strip() for c in header])
+    duplicated = names[names.duplicated()].unique().tolist()
     if duplicated:
         raise UserError(f"{path}: duplicated column name(s) {', '.join(duplicated)}; rename them")
     return frame
+
+
+def _raw_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        return next(csv.reader(fh), [])
 
 
 def _list_columns(names: Sequence[str], limit: int = 12) -> str:

@@ -185,6 +185,7 @@ class TabularPreprocessor:
             if spec["kind"] == "numeric":
                 values = _numeric(series)
                 _warn_unparsed(values, was_missing, spec["name"], "numbers", source)
+                was_missing = values.isna().to_numpy()  # unparsable values count as missing
                 filled = values.fillna(spec["median"]).to_numpy()
                 if spec["log"]:
                     filled = np.log1p(np.maximum(filled, 0.0))
@@ -193,6 +194,7 @@ class TabularPreprocessor:
             elif spec["kind"] == "binary":
                 values = _as_binary(series)
                 _warn_unparsed(values, was_missing, spec["name"], "yes/no values", source)
+                was_missing = values.isna().to_numpy()
                 out[:, col] = values.fillna(spec["fill"]).to_numpy()
                 col += 1
             else:

@@ -69,9 +69,9 @@ def split_indices(
             continue
         empty = [label_names[j] for j in np.flatnonzero(y[splits[part]].sum(axis=0) == 0)]
         if empty:
+            fix = f"a larger --{part}_fraction" if stratify else f"--use_stratified_split or a larger --{part}_fraction"
             logger.warning(
-                "the %s split has no positive rows for %s; its metrics for them are undefined "
-                "(use --use_stratified_split or a larger --%s_fraction)",
-                part, ", ".join(empty), part,
+                "the %s split has no positive rows for %s; its metrics for them are undefined (use %s)",
+                part, ", ".join(empty), fix,
             )
     return splits
