@@ -127,7 +127,7 @@ class TrainConfig:
     lr_scheduler: str = _opt("none", "learning-rate schedule", choices=LR_SCHEDULERS.names())
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
     device: str = _opt("auto", "auto, cpu or cuda", choices=["auto", "cpu", "cuda"])
-    num_threads: int = _opt(0, "torch CPU threads (0 = leave torch's default)")
+    num_threads: int = _opt(0, "torch CPU threads (0 = auto: 1 for batches up to 512 rows, torch's default above)")
 
     # -- reporting -------------------------------------------------------------------------
     baselines: str = _opt("logistic", "comma-separated baselines scored on the same split (logistic, hgb, prior) or 'none'")

@@ -13,7 +13,11 @@ Both are invariant to the order of the rows, so each label's rows are handed to
 torchmetrics already sorted by score (one fast sort, see
 :func:`imbalance.thresholds._sort_by_score`), which makes torchmetrics' own internal sort
 several times cheaper.  Note that torchmetrics treats scores outside [0, 1] as logits and
-applies a sigmoid (order preserving, but extreme logits may saturate into ties).
+applies a sigmoid (order preserving, but extreme logits may saturate into ties), and
+accumulates the curve in float32 (agreement with sklearn ~1e-7 at 1M rows).
+While torchmetrics runs, torch's intra-op thread count is capped at 1 and restored
+afterwards (process-wide; see ``_torch_threads``): its many small ops are far slower with
+OpenMP barriers on a busy machine.
 
 A label whose ``y_true`` holds a single class has ``nan`` AUROC, AUPRC and balanced
 accuracy; the macro averages ignore ``nan`` labels (``nan`` only when every label is).
@@ -22,7 +26,8 @@ accuracy; the macro averages ignore ``nan`` labels (``nan`` only when every labe
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +38,9 @@ from .thresholds import _as_label_rows, _sort_by_score, _to_numpy
 __all__ = ["binary_counts", "label_metrics"]
 
 _MACRO_KEYS = ("precision", "recall", "f1", "auroc", "auprc", "balanced_accuracy")
+
+# torch intra-op threads while torchmetrics runs (see _torch_threads).
+_TORCHMETRICS_THREADS = 1
 
 
 def _thresholds_vector(thresholds: Any, n_labels: int) -> np.ndarray:
@@ -90,6 +98,25 @@ def _nanmean(values: list[float]) -> float:
     return float(sum(kept) / len(kept)) if kept else float("nan")
 
 
+@contextmanager
+def _torch_threads(n_threads: int) -> Iterator[None]:
+    """Temporarily cap torch's intra-op CPU threads (process-wide), restoring them afterwards.
+
+    torchmetrics runs ~30 small element-wise ops per curve; on a busy machine every one of
+    them waits at an OpenMP barrier for a descheduled worker.  Measured on a 2-core VM shared
+    with another CPU-bound process, 1M x 20 took ~14 s with 2 threads and ~3.5 s with 1.
+    """
+    before = torch.get_num_threads()
+    if before <= n_threads:
+        yield
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _ranking_metrics(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     """(AUROC, average precision) of one label via torchmetrics; both classes must be present."""
     srt, ys = _sort_by_score(y, s)  # row order does not change either metric
@@ -118,7 +145,7 @@ def label_metrics(y_true: Any, scores: Any, thresholds: Any, label_names: list[s
         balanced_accuracy, and n_pos_pred summed over labels.
     """
     y, s = _as_label_rows(y_true, scores)
-    n_labels, n = s.shape
+    n_labels = s.shape[0]
     names = list(label_names)
     if len(names) != n_labels:
         raise ValueError(f"got {len(names)} label names for {n_labels} labels")
@@ -128,38 +155,44 @@ def label_metrics(y_true: Any, scores: Any, thresholds: Any, label_names: list[s
     counts = _counts_rows(y, s, thr)
 
     labels: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate(names):
-        tp, fp, fn, tn = (int(counts[k][j]) for k in ("tp", "fp", "fn", "tn"))
-        n_pos = tp + fn
-        n_neg = tn + fp
-        precision = _div0(tp, tp + fp)
-        recall = _div0(tp, n_pos)
-        specificity = _div0(tn, n_neg)
-        both_classes = n_pos > 0 and n_neg > 0
-        if both_classes:
-            auroc, auprc = _ranking_metrics(y[j], s[j])
-            balanced_accuracy = (recall + specificity) / 2.0
-        else:
-            auroc = auprc = balanced_accuracy = float("nan")
-        labels[name] = {
-            "threshold": float(thr[j]),
-            "n": int(n),
-            "n_pos_true": n_pos,
-            "n_pos_pred": tp + fp,
-            "prevalence": n_pos / n,
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "tn": tn,
-            "precision": precision,
-            "recall": recall,
-            "f1": _div0(2 * tp, 2 * tp + fp + fn),
-            "specificity": specificity,
-            "balanced_accuracy": float(balanced_accuracy),
-            "auroc": auroc,
-            "auprc": auprc,
-        }
+    with _torch_threads(_TORCHMETRICS_THREADS):
+        for j, name in enumerate(names):
+            labels[name] = _one_label(y[j], s[j], float(thr[j]), {k: int(v[j]) for k, v in counts.items()})
 
     macro: dict[str, Any] = {key: _nanmean([m[key] for m in labels.values()]) for key in _MACRO_KEYS}
     macro["n_pos_pred"] = int(sum(m["n_pos_pred"] for m in labels.values()))
     return {"labels": labels, "macro": macro}
+
+
+def _one_label(y: np.ndarray, s: np.ndarray, threshold: float, counts: dict[str, int]) -> dict[str, Any]:
+    """The report of one label from its rows (``y`` bool, ``s`` float64) and confusion counts."""
+    tp, fp, fn, tn = counts["tp"], counts["fp"], counts["fn"], counts["tn"]
+    n = tp + fp + fn + tn
+    n_pos = tp + fn
+    n_neg = tn + fp
+    precision = _div0(tp, tp + fp)
+    recall = _div0(tp, n_pos)
+    specificity = _div0(tn, n_neg)
+    if n_pos > 0 and n_neg > 0:
+        auroc, auprc = _ranking_metrics(y, s)
+        balanced_accuracy = (recall + specificity) / 2.0
+    else:  # single class in y_true: ranking metrics and balanced accuracy are undefined
+        auroc = auprc = balanced_accuracy = float("nan")
+    return {
+        "threshold": threshold,
+        "n": n,
+        "n_pos_true": n_pos,
+        "n_pos_pred": tp + fp,
+        "prevalence": n_pos / n,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": _div0(2 * tp, 2 * tp + fp + fn),
+        "specificity": specificity,
+        "balanced_accuracy": float(balanced_accuracy),
+        "auroc": auroc,
+        "auprc": auprc,
+    }

@@ -179,3 +179,14 @@ def test_bad_arguments(kwargs, match):
     args = {"y_true": y, "scores": s, "thresholds": thr, "label_names": NAMES, **kwargs}
     with pytest.raises(ValueError, match=match):
         label_metrics(**args)
+
+
+def test_torch_thread_count_is_restored():
+    y, s, thr = _random_problem(10, n=50)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        label_metrics(y, s, thr, NAMES)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

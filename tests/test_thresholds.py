@@ -59,8 +59,8 @@ def _random_problem(seed, n=200, n_labels=3):
     rng = np.random.default_rng(seed)
     prevalence = np.array([0.1, 0.3, 0.55])[:n_labels]
     y = (rng.random((n, n_labels)) < prevalence).astype(np.int64)
-    # weakly informative scores rounded to 2 decimals -> many ties, <= 31 distinct values
-    s = np.round(0.2 * rng.random((n, n_labels)) + 0.1 * y * rng.random((n, n_labels)), 2)
+    # weakly informative scores rounded to 2 decimals -> many ties, <= 21 distinct values
+    s = np.round(0.12 * rng.random((n, n_labels)) + 0.08 * y * rng.random((n, n_labels)), 2)
     return y, TRANSFORMS[seed](s)
 
 
