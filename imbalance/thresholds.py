@@ -258,7 +258,7 @@ def _label_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def optimize_thresholds(
-    y_true: Any, scores: Any, metric: str = "f1", fallback: float = 0.5
+    y_true: Any, scores: Any, metric: str = "f1", fallback: float = 0.5, *, warn: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best per-label decision threshold for ``metric`` (rule: positive when score >= threshold).
 
@@ -267,6 +267,7 @@ def optimize_thresholds(
         scores: same shape, finite scores (probabilities).
         metric: a name in :data:`THRESHOLD_OBJECTIVES` (f1, f2, balanced_accuracy, youden_j, mcc).
         fallback: threshold used for labels without both classes in ``y_true``.
+        warn: log a warning for such labels (off for the per-epoch tuning, which would repeat it).
 
     Returns:
         ``(thresholds, objectives)``, both float64 of shape ``(L,)`` (L=1 for 1-D input).
@@ -287,6 +288,8 @@ def optimize_thresholds(
     for j in range(n_labels):
         p = int(n_pos[j])
         if p == 0 or p == n:
+            if not warn:
+                continue
             logger.warning(
                 "label %d has %s in y_true; using fallback threshold %g (objective nan)",
                 j,

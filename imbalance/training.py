@@ -161,7 +161,7 @@ def evaluate(
     prob = torch.cat(probs).cpu().numpy()
     truth = y.cpu().numpy()
     fixed = np.full(len(label_names), DEFAULT_THRESHOLD)
-    tuned, _ = optimize_thresholds(truth, prob, threshold_metric, fallback=DEFAULT_THRESHOLD)
+    tuned, _ = optimize_thresholds(truth, prob, threshold_metric, fallback=DEFAULT_THRESHOLD, warn=False)
     record = {
         "loss": float(torch.stack(losses).sum()) / max(x.shape[0], 1),
         "at_default": label_metrics(truth, prob, fixed, list(label_names)),
