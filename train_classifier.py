@@ -118,23 +118,23 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     epoch_log = EpochLogger(out / "tensorboard" if cfg.tensorboard else None, names, quiet=cfg.quiet)
     guard = CollapseGuard(names, patience=cfg.collapse_patience)
 
-    def checkpoint(state, *, epoch, thresholds, source, metrics, last=False):
+    def checkpoint(state, *, epoch, thresholds, source, metrics, **resume_state):
         return build_checkpoint(
             model_name=cfg.model, model_config=model_config, state_dict=state, train_config=cfg.to_dict(),
             preprocessing=pre.state_dict(), label_names=names, id_col=table.id_col,
-            thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics,
-            optimizer_state=optimizer.state_dict() if last else None,
-            early_stopping_state={"best_epoch": metrics.get("best_epoch"), "best_score": metrics.get("best_score")} if last else None,
+            thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics, **resume_state,
         )
 
     def on_epoch_end(record: dict, val_prob: np.ndarray) -> None:
         epoch_log.log_epoch(record)
         guard.update(record["val"])
-        fixed = [DEFAULT_THRESHOLD] * len(names)
-        summary = {"val": record["val"], "best_epoch": record["best_epoch"], "best_score": record["best_score"]}
+        at_default = dict(thresholds=[DEFAULT_THRESHOLD] * len(names), source="default", metrics={"val": record["val"]})
         if record["improved"]:
-            save_checkpoint(checkpoint(model.state_dict(), epoch=record["epoch"], thresholds=fixed, source="default", metrics=summary), out / "best.pt")
-        save_checkpoint(checkpoint(model.state_dict(), epoch=record["epoch"], thresholds=fixed, source="default", metrics=summary, last=True), out / "last.pt")
+            save_checkpoint(checkpoint(model.state_dict(), epoch=record["epoch"], **at_default), out / "best.pt")
+        save_checkpoint(checkpoint(
+            model.state_dict(), epoch=record["epoch"], **at_default, optimizer_state=optimizer.state_dict(),
+            early_stopping_state={"best_epoch": record["best_epoch"], "best_score": record["best_score"]},
+        ), out / "last.pt")
 
     result = fit(
         model, train=tensors["train"], val=tensors["val"], sampler=sampler, loss_fn=loss_fn, optimizer=optimizer,
