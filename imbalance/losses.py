@@ -14,9 +14,9 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["LOSSES", "build_loss", "focal_alpha_from_weights", "BCELoss", "WeightedBCELoss", "FocalLoss"]
+__all__ = ["LOSSES", "build_loss", "focal_alpha_from_weights", "ElementwiseLoss", "BCELoss", "WeightedBCELoss", "FocalLoss"]
 
-LossBuilder = Callable[..., nn.Module]
+LossBuilder = Callable[..., "ElementwiseLoss"]
 LOSSES: Registry[LossBuilder] = Registry("loss")
 
 
@@ -28,23 +28,36 @@ def focal_alpha_from_weights(class_weights: torch.Tensor) -> torch.Tensor:
     return class_weights / (1.0 + class_weights)
 
 
-class BCELoss(nn.Module):
+class ElementwiseLoss(nn.Module):
+    """A loss defined per (row, label): ``elementwise`` gives that matrix, ``forward`` its mean.
+
+    The training loop uses ``elementwise`` to report each label's loss at no extra cost.
+    """
+
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        return self.elementwise(logits, targets).mean()
 
 
-class WeightedBCELoss(nn.Module):
+class BCELoss(ElementwiseLoss):
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+
+
+class WeightedBCELoss(ElementwiseLoss):
     """BCE with the class weights as ``pos_weight``: a positive counts w times a negative."""
 
     def __init__(self, *, pos_weight: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("pos_weight", pos_weight.detach().float().clone())
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=self.pos_weight)
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=self.pos_weight, reduction="none")
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(ElementwiseLoss):
     """Focal loss (Lin et al., 2017) per label:
 
         -alpha * y * (1 - p)^gamma * log(p) - (1 - alpha) * (1 - y) * p^gamma * log(1 - p)
@@ -58,28 +71,28 @@ class FocalLoss(nn.Module):
         self.gamma = float(gamma)
         self.register_buffer("alpha", alpha.detach().float().clone())
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = logits.float()
         y = targets.float()
         log_p = F.logsigmoid(z)
         log_not_p = F.logsigmoid(-z)
         pos = -self.alpha * y * torch.exp(self.gamma * log_not_p) * log_p
         neg = -(1.0 - self.alpha) * (1.0 - y) * torch.exp(self.gamma * log_p) * log_not_p
-        return (pos + neg).mean()
+        return pos + neg
 
 
 @LOSSES.register("bce")
-def _bce(**_: object) -> nn.Module:
+def _bce(**_: object) -> ElementwiseLoss:
     return BCELoss()
 
 
 @LOSSES.register("weighted_bce")
-def _weighted_bce(*, class_weights: torch.Tensor, **_: object) -> nn.Module:
+def _weighted_bce(*, class_weights: torch.Tensor, **_: object) -> ElementwiseLoss:
     return WeightedBCELoss(pos_weight=class_weights)
 
 
 @LOSSES.register("focal")
-def _focal(*, class_weights: torch.Tensor, focal_gamma: float = 2.0, focal_alpha: Optional[float] = None, **_: object) -> nn.Module:
+def _focal(*, class_weights: torch.Tensor, focal_gamma: float = 2.0, focal_alpha: Optional[float] = None, **_: object) -> ElementwiseLoss:
     if focal_alpha is None:
         alpha = focal_alpha_from_weights(class_weights.float())
     else:
@@ -89,6 +102,6 @@ def _focal(*, class_weights: torch.Tensor, focal_gamma: float = 2.0, focal_alpha
 
 def build_loss(
     name: str, *, class_weights: torch.Tensor, focal_gamma: float = 2.0, focal_alpha: Optional[float] = None
-) -> nn.Module:
+) -> ElementwiseLoss:
     """The registered loss ``name``; ``class_weights`` is the (L,) positive weight per label."""
     return LOSSES.get(name)(class_weights=class_weights, focal_gamma=focal_gamma, focal_alpha=focal_alpha)

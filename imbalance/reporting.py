@@ -120,6 +120,8 @@ class EpochLogger:
             m = val["labels"][name]
             for key in ("precision", "recall", "f1", "auroc", "auprc", "n_pos_pred"):
                 w.add_scalar(f"{name}/{key}", m[key], epoch)
+            w.add_scalar(f"{name}/loss_train", record["train_loss_per_label"][name], epoch)
+            w.add_scalar(f"{name}/loss_val", record["val_loss_per_label"][name], epoch)
             w.add_scalar(f"{name}/f1_tuned", tuned["labels"][name]["f1"], epoch)
             w.add_scalar(f"{name}/threshold_tuned", tuned["labels"][name]["threshold"], epoch)
 

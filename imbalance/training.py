@@ -18,6 +18,7 @@ from torch import nn
 
 from .early_stopping import EARLY_STOP_METRICS, EarlyStopping
 from .errors import UserError
+from .losses import ElementwiseLoss
 from .metrics import label_metrics
 from .registry import Registry
 from .sampling import iterate_batches
@@ -95,7 +96,7 @@ def train_one_epoch(
     y: torch.Tensor,
     indices: torch.Tensor,
     *,
-    loss_fn: nn.Module,
+    loss_fn: ElementwiseLoss,
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     grad_clip: float = 0.0,
@@ -105,21 +106,22 @@ def train_one_epoch(
     """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss."""
     model.train()
     indices = indices.to(x.device)
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    total = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
     rows = 0
     n_batches = math.ceil(indices.numel() / batch_size)
     for idx in _progress(iterate_batches(indices, batch_size), total=n_batches, enabled=progress, desc=desc):
-        logits = model(x[idx])
-        loss = loss_fn(logits, y[idx])
+        per_element = loss_fn.elementwise(model(x[idx]), y[idx])
+        loss = per_element.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         # Accumulate on device: a .item() per batch would force a sync every step.
-        total += loss.detach() * idx.numel()
+        total += per_element.detach().sum(dim=0)
         rows += idx.numel()
-    return {"loss": float(total) / max(rows, 1), "rows": rows}
+    per_label = (total / max(rows, 1)).tolist()
+    return {"loss": float(np.mean(per_label)), "loss_per_label": per_label, "rows": rows}
 
 
 @torch.no_grad()
@@ -142,7 +144,7 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    loss_fn: nn.Module,
+    loss_fn: ElementwiseLoss,
     label_names: Sequence[str],
     threshold_metric: str = "f1",
     batch_size: int = 8192,
@@ -152,18 +154,19 @@ def evaluate(
     Returns the metric dict and the probabilities (n, L) as a numpy array.
     """
     model.eval()
-    losses = []
+    total = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
     probs = []
     for i in range(0, x.shape[0], batch_size):
         logits = model(x[i : i + batch_size])
-        losses.append(loss_fn(logits, y[i : i + batch_size]).double() * logits.shape[0])
+        total += loss_fn.elementwise(logits, y[i : i + batch_size]).sum(dim=0)
         probs.append(torch.sigmoid(logits.float()))
     prob = torch.cat(probs).cpu().numpy()
     truth = y.cpu().numpy()
     fixed = np.full(len(label_names), DEFAULT_THRESHOLD)
     tuned, _ = optimize_thresholds(truth, prob, threshold_metric, fallback=DEFAULT_THRESHOLD, warn=False)
     record = {
-        "loss": float(torch.stack(losses).sum()) / max(x.shape[0], 1),
+        "loss": float(total.mean()) / max(x.shape[0], 1),
+        "loss_per_label": (total / max(x.shape[0], 1)).tolist(),
         "at_default": label_metrics(truth, prob, fixed, list(label_names)),
         "tuned": label_metrics(truth, prob, tuned, list(label_names)),
     }
@@ -188,7 +191,7 @@ def fit(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     sampler: Any,
-    loss_fn: nn.Module,
+    loss_fn: ElementwiseLoss,
     optimizer: torch.optim.Optimizer,
     label_names: Sequence[str],
     epochs: int,
@@ -237,6 +240,8 @@ def fit(
             "lr": lr,
             "train_loss": stats["loss"],
             "val_loss": val_record["loss"],
+            "train_loss_per_label": dict(zip(label_names, stats["loss_per_label"])),
+            "val_loss_per_label": dict(zip(label_names, val_record["loss_per_label"])),
             "val": val_record["at_default"],
             "val_tuned": val_record["tuned"],
         }

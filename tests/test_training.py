@@ -39,6 +39,7 @@ def test_train_one_epoch_lowers_the_loss_and_visits_every_index():
         stats = train_one_epoch(model, x, y, ShuffleSampler(len(x), seed=0).epoch_indices(epoch),
                                 loss_fn=loss_fn, optimizer=opt, batch_size=64)
     assert stats["rows"] == len(x)
+    assert len(stats["loss_per_label"]) == 2 and stats["loss"] == pytest.approx(np.mean(stats["loss_per_label"]))
     assert float(loss_fn(model(x), y).detach()) < 0.8 * before
 
 
@@ -61,6 +62,10 @@ def test_evaluate_matches_sklearn_at_default_and_tuned_thresholds():
         brute = np.max(2 * tp / (pred.sum(1) + truth[:, j].sum()))
         assert tuned["f1"] == pytest.approx(brute, abs=1e-9)
     assert record["loss"] == pytest.approx(float(loss_fn(model(x), y).detach()), rel=1e-5)
+    # per-label loss: BCE written out, averaged over rows for each label
+    p = torch.sigmoid(model(x).detach().double())
+    by_hand = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(dim=0)
+    np.testing.assert_allclose(record["loss_per_label"], by_hand.numpy(), rtol=1e-5)
 
 
 def _fit(optimizer="adam", lr=3e-3, **overrides):
