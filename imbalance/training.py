@@ -247,7 +247,7 @@ def fit(
         }
         score = watch.read(record)
         record["score"] = score
-        record["improved"] = stopper.step(score, epoch)
+        record["improved"] = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
         record["best_epoch"], record["best_score"] = stopper.best_epoch, stopper.best_score
         if record["improved"]:
             best_state = copy.deepcopy(model.state_dict())

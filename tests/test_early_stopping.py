@@ -137,7 +137,7 @@ def test_state_dict_round_trip():
     for epoch, s in enumerate(scores[:6]):
         a.step(s, epoch)
     state = a.state_dict()
-    assert state == {"best_score": 0.5, "best_epoch": 4, "bad_epochs": 1}
+    assert state == {"best_score": 0.5, "best_epoch": 4, "bad_epochs": 1, "best_tiebreak": -math.inf}
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
@@ -218,3 +218,31 @@ def test_metric_drives_early_stopping(name):
         if es.should_stop:
             break
     assert es.best_epoch == 2 and epoch == 4
+
+
+# ------------------------------------------------------------------------- exact ties
+
+
+def test_exact_tie_is_broken_by_the_tiebreak_value():
+    # an all-positive plateau: F1 at 0.5 stays at exactly the same value while AUPRC improves
+    plateau = 2 * 0.05 / 1.05
+    stopper = EarlyStopping(mode="max", patience=2)
+    steps = [(plateau, 0.10), (plateau, 0.20), (plateau, 0.15), (plateau, 0.25), (0.30, 0.18), (0.30, 0.17), (0.30, 0.16)]
+    improved = [stopper.step(score, epoch, tiebreak=tb) for epoch, (score, tb) in enumerate(steps)]
+    assert improved == [True, True, False, True, True, False, False]
+    assert stopper.best_epoch == 4 and stopper.should_stop
+
+
+def test_near_tie_within_min_delta_is_not_an_improvement():
+    stopper = EarlyStopping(mode="max", patience=5, min_delta=0.01)
+    stopper.step(0.5, 0, tiebreak=0.1)
+    assert stopper.step(0.505, 1, tiebreak=0.9) is False  # not an exact tie, and below min_delta
+
+
+@pytest.mark.parametrize("name", EARLY_STOP_METRICS.names())
+def test_thresholded_metrics_break_ties_by_validation_auprc(name):
+    metric = EARLY_STOP_METRICS.get(name)
+    thresholded = any(k in name for k in ("f1", "recall", "precision"))
+    assert (metric.tiebreak is not None) == thresholded
+    if thresholded:
+        assert metric.tiebreak(_record()) == _record()["val"]["macro"]["auprc"]
