@@ -116,7 +116,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     out = prepare_run_dir(cfg.output_dir)
     write_json_atomic(out / "config.json", cfg.to_dict())
     epoch_log = EpochLogger(out / "tensorboard" if cfg.tensorboard else None, names, quiet=cfg.quiet)
-    guard = CollapseGuard(names, patience=cfg.collapse_patience)
+    guard = CollapseGuard(names, patience=cfg.collapse_patience, optimize_thresholds=cfg.optimize_thresholds)
 
     def checkpoint(state, *, epoch, thresholds, source, metrics, **resume_state):
         return build_checkpoint(

@@ -23,17 +23,29 @@ NEGATIVE_ADVICE = (
 )
 POSITIVE_ADVICE = (
     "lower --class_weight_multiplier, use --weight_method balanced (or drop --use_weighted_sampling), "
-    "use --class_weight_method balanced, or pass --optimize_thresholds to move the cut-off"
+    "or use --class_weight_method balanced"
+)
+# With tuned thresholds an all-positive model at 0.5 may still rank well; then the cut-off, not
+# the model, is what is off, and a metric at 0.5 is a poor guide for early stopping.
+TUNED_POSITIVE_ADVICE = (
+    "expected under heavy weighting: --optimize_thresholds will move the cut-off after training; "
+    "a metric at 0.5 cannot see progress now, so prefer --early_stop_metric macro_f1_tuned (or macro_auprc); "
+    "if the tuned F1 stays low, " + POSITIVE_ADVICE
 )
 
 
 class CollapseGuard:
     """Warns when a label gets no positive (or only positive) predictions on validation for
-    ``patience`` epochs in a row, naming the label and the flags to try next."""
+    ``patience`` epochs in a row, naming the label and the flags to try next.
 
-    def __init__(self, label_names: Sequence[str], *, patience: int = 3) -> None:
+    ``optimize_thresholds`` says whether the run tunes its cut-offs, which changes the advice
+    for a label predicted positive everywhere."""
+
+    def __init__(self, label_names: Sequence[str], *, patience: int = 3, optimize_thresholds: bool = False) -> None:
         self.label_names = list(label_names)
         self.patience = max(1, int(patience))
+        self.positive_advice = TUNED_POSITIVE_ADVICE if optimize_thresholds else (
+            POSITIVE_ADVICE + ", or pass --optimize_thresholds to move the cut-off")
         self.streak = {name: (None, 0) for name in self.label_names}  # name -> (kind, epochs)
         self.collapsed: dict[str, str] = {}  # name -> "all-negative" / "all-positive", ever seen
 
@@ -47,7 +59,7 @@ class CollapseGuard:
             self.streak[name] = (kind, count)
             if kind is not None and count == self.patience:
                 self.collapsed[name] = kind
-                advice = NEGATIVE_ADVICE if kind == "all-negative" else POSITIVE_ADVICE
+                advice = NEGATIVE_ADVICE if kind == "all-negative" else self.positive_advice
                 what = "no positive predictions" if kind == "all-negative" else "only positive predictions"
                 message = (
                     f"label '{name}' has had {what} on validation (threshold 0.5) for {count} epochs "

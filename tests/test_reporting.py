@@ -201,3 +201,12 @@ def test_report_markdown_single_label_no_macro_and_no_collapse_section():
     assert "Collapsed" not in text
     assert "fixed at 0.5" in text
     assert sum(1 for line in text.splitlines() if line.startswith("| network |")) == 1
+
+
+def test_all_positive_advice_knows_whether_thresholds_are_tuned(caplog):
+    untuned = CollapseGuard(["label_a"], patience=1)
+    tuned = CollapseGuard(["label_a"], patience=1, optimize_thresholds=True)
+    (plain,) = _run(untuned, [_epoch(label_a=N_VAL)], caplog)[0]
+    (with_tuning,) = _run(tuned, [_epoch(label_a=N_VAL)], caplog)[0]
+    assert "pass --optimize_thresholds" in plain and "macro_f1_tuned" not in plain
+    assert "pass --optimize_thresholds" not in with_tuning and "--early_stop_metric macro_f1_tuned" in with_tuning
