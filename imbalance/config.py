@@ -51,7 +51,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 
 
 def _switch(default: bool, help: str) -> Any:
-    """A boolean flag; the parser gives it both --x and --no-x, so the CLI can undo a preset."""
+    """A boolean flag; the parser gives it both --x and --no_x, so the CLI can undo a preset."""
     return field(default=default, metadata={"help": help})
 
 
@@ -65,7 +65,7 @@ def _with_flag_spellings(cls: type) -> type:
     ``metadata["args"]``). Booleans defaulting to True are switched off by --no_<name>."""
     for name, value in list(vars(cls).items()):
         if isinstance(value, dataclasses.Field):
-            is_on_switch = cls.__annotations__.get(name) == "bool" or cls.__annotations__.get(name) is bool
+            is_on_switch = cls.__annotations__.get(name) is bool
             prefix = "no_" if is_on_switch and value.default is True else ""
             extra = {"args": _spellings(name, prefix)}
             if prefix:
