@@ -171,13 +171,31 @@ class TabularPreprocessor:
         return self.columns_
 
     # -- transforming -------------------------------------------------------------------------
+    # Two steps: ``encode`` to a compact matrix with one column per input column (numerics
+    # standardised, yes/no as 0/1, categories as integer codes, missing indicators), then
+    # ``expand`` the codes to one-hot. Resamplers work in the compact space, where a category is
+    # one column (SMOTENC can keep it valid) and distances are on standardised numbers.
     def transform(self, frame: pd.DataFrame, *, source: str = "input") -> np.ndarray:
         """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order."""
+        return self.expand(self.encode(frame, source=source))
+
+    @property
+    def compact_columns(self) -> list[tuple[str, str]]:
+        """(name, kind) of each compact column; kind is 'numeric' or 'categorical' (a code)."""
+        cols = []
+        for spec in self._fitted():
+            cols.append((spec["name"], "numeric" if spec["kind"] == "numeric" else "categorical"))
+            if spec["indicator"]:
+                cols.append((f"{spec['name']}__missing", "categorical"))
+        return cols
+
+    def encode(self, frame: pd.DataFrame, *, source: str = "input") -> np.ndarray:
+        """Rows -> the compact (n, len(compact_columns)) float64 matrix."""
         specs = self._fitted()
         missing = [spec["name"] for spec in specs if spec["name"] not in frame.columns]
         if missing:
             raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
-        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float32)
+        out = np.empty((len(frame), len(self.compact_columns)), dtype=np.float64)
         col = 0
         for spec in specs:
             series = frame[spec["name"]]
@@ -190,26 +208,70 @@ class TabularPreprocessor:
                 if spec["log"]:
                     filled = np.log1p(np.maximum(filled, 0.0))
                 out[:, col] = (filled - spec["mean"]) / spec["std"]
-                col += 1
             elif spec["kind"] == "binary":
                 values = _as_binary(series)
                 _warn_unparsed(values, was_missing, spec["name"], "yes/no values", source)
                 was_missing = values.isna().to_numpy()
                 out[:, col] = values.fillna(spec["fill"]).to_numpy()
-                col += 1
             else:
                 text = _category_strings(series).fillna(spec["fill"])
                 levels = spec["levels"]
-                codes = pd.Index(levels, dtype=object).get_indexer(text.astype(object)).astype(np.int64)
-                codes[codes < 0] = len(levels)  # rare or unseen -> other
-                block = out[:, col : col + len(levels) + 1]
-                block[:] = 0.0
-                block[np.arange(len(frame)), codes] = 1.0
-                col += len(levels) + 1
+                codes = pd.Index(levels, dtype=object).get_indexer(text.astype(object))
+                out[:, col] = np.where(codes < 0, len(levels), codes)  # rare or unseen -> other
+            col += 1
             if spec["indicator"]:
                 out[:, col] = was_missing
                 col += 1
         return out
+
+    def expand(self, compact: np.ndarray) -> np.ndarray:
+        """Compact matrix -> model features (float32); category codes become one-hot blocks."""
+        compact = np.asarray(compact, dtype=np.float64)
+        out = np.zeros((compact.shape[0], len(self.feature_names)), dtype=np.float32)
+        src = dst = 0
+        for spec in self._fitted():
+            if spec["kind"] == "categorical":
+                width = len(spec["levels"]) + 1
+                codes = np.clip(np.rint(compact[:, src]), 0, width - 1).astype(np.int64)
+                out[np.arange(compact.shape[0]), dst + codes] = 1.0
+                dst += width
+            else:
+                out[:, dst] = compact[:, src]
+                dst += 1
+            src += 1
+            if spec["indicator"]:
+                out[:, dst] = compact[:, src]
+                src += 1
+                dst += 1
+        return out
+
+    def decode(self, compact: np.ndarray) -> pd.DataFrame:
+        """Compact matrix -> rows in the original column space (units, level names).
+
+        A row whose missing indicator is set gets NaN in that column, so decoding then
+        transforming gives back the same features.
+        """
+        compact = np.asarray(compact, dtype=np.float64)
+        columns: dict[str, Any] = {}
+        src = 0
+        for spec in self._fitted():
+            values = compact[:, src]
+            if spec["kind"] == "numeric":
+                decoded: Any = values * spec["std"] + spec["mean"]
+                if spec["log"]:
+                    decoded = np.expm1(decoded)
+            elif spec["kind"] == "binary":
+                decoded = pd.array(np.rint(values).astype(np.int64), dtype="Int64")
+            else:
+                names = np.array(list(spec["levels"]) + [OTHER_LEVEL], dtype=object)
+                decoded = names[np.clip(np.rint(values), 0, len(names) - 1).astype(np.int64)]
+            src += 1
+            series = pd.Series(decoded)
+            if spec["indicator"]:
+                series = series.mask(compact[:, src] > 0.5)
+                src += 1
+            columns[spec["name"]] = series
+        return pd.DataFrame(columns)
 
 
 def _warn_unparsed(values: pd.Series, was_missing: np.ndarray, name: str, what: str, source: str) -> None:

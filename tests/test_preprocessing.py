@@ -281,3 +281,38 @@ def test_float_read_integer_categories_match_ints_and_strings():
     np.testing.assert_array_equal(_col(pre, as_float, "code=3"), [1, 0])
     np.testing.assert_array_equal(_col(pre, as_float, "code=1"), [0, 1])
     np.testing.assert_array_equal(_col(pre, as_float, "code=__other__"), [0, 0])
+
+
+def test_compact_encoding_round_trips_through_the_original_column_space():
+    pre = _fit()
+    frame = _train()
+    compact = pre.encode(frame)
+    kinds = dict(pre.compact_columns)
+    assert compact.shape == (len(frame), len(pre.compact_columns))
+    # one compact column per input column (+ indicators); categories are integer codes
+    for j, (name, kind) in enumerate(pre.compact_columns):
+        if kind == "categorical":
+            assert np.array_equal(compact[:, j], np.rint(compact[:, j]))
+    np.testing.assert_array_equal(pre.expand(compact), pre.transform(frame))
+    decoded = pre.decode(compact)
+    assert list(decoded.columns) == pre.input_columns
+    np.testing.assert_allclose(pre.transform(decoded), pre.transform(frame), atol=1e-5)
+    # decoded categories are real levels (or the other bucket), never interpolated values
+    for spec in pre.state_dict()["columns"]:
+        if spec["kind"] == "categorical":
+            assert set(decoded[spec["name"]].dropna()) <= set(spec["levels"]) | {"__other__"}
+    assert all(kinds[f"{s['name']}__missing"] == "categorical" for s in pre.state_dict()["columns"] if s["indicator"])
+
+
+def test_expand_snaps_interpolated_codes_to_a_valid_one_hot():
+    pre = _fit()
+    compact = pre.encode(_train())
+    noisy = compact + 0.3  # what a careless interpolation would produce
+    features = pre.expand(noisy)
+    start = 0
+    for spec in pre.state_dict()["columns"]:
+        width = len(spec["levels"]) + 1 if spec["kind"] == "categorical" else 1
+        if spec["kind"] == "categorical":
+            block = features[:, start : start + width]
+            assert np.all(block.sum(axis=1) == 1) and set(np.unique(block)) <= {0.0, 1.0}
+        start += width + (1 if spec["indicator"] else 0)
