@@ -11,6 +11,8 @@ network and for the logistic-regression and gradient-boosting baselines fitted o
 """
 
 import argparse
+import contextlib
+import io
 import sys
 import tempfile
 import time
@@ -54,10 +56,11 @@ def main() -> None:
         for seed in seeds:
             with tempfile.TemporaryDirectory() as out:
                 started = time.perf_counter()
-                report = train_classifier.run([
-                    "--preset", args.preset, *flags, "--output_dir", out, "--seed", str(seed),
-                    "--quiet", "--no_tensorboard", "--baselines", args.baselines,
-                ])
+                with contextlib.redirect_stdout(io.StringIO()):  # the run's own report table
+                    report = train_classifier.run([
+                        "--preset", args.preset, *flags, "--output_dir", out, "--seed", str(seed),
+                        "--quiet", "--no_tensorboard", "--baselines", args.baselines,
+                    ])
                 seconds.append(time.perf_counter() - started)
             epochs.append(f"{report['run']['best_epoch']}/{report['run']['epochs_run']}")
             for model, metrics in report["models"].items():
