@@ -18,9 +18,12 @@ from typing import Any, Optional, Sequence
 
 import argparse_dataclass
 
+from .augmentation import AUGMENT_STRATEGIES
 from .class_weights import CLASS_WEIGHT_METHODS
 from .errors import UserError
+from .generators import GENERATORS
 from .losses import LOSSES
+from .resampling import RESAMPLERS
 from .sampling import WEIGHT_METHODS
 from .thresholds import THRESHOLD_OBJECTIVES
 from .early_stopping import EARLY_STOP_METRICS
@@ -112,6 +115,19 @@ class TrainConfig:
     threshold_metric: str = _opt("f1", "objective for threshold tuning", choices=THRESHOLD_OBJECTIVES.names())
     collapse_patience: int = _opt(3, "warn after this many epochs with no (or only) positive predictions for a label")
 
+    # -- more minority rows (training split only) -------------------------------------------
+    resample: str = _opt("none", "resample the training split (imbalanced-learn; mlsmote for multi-label)", choices=["none", *RESAMPLERS.names()])
+    resample_ratio: float = _opt(1.0, "minority/majority ratio after resampling (e.g. 0.1, 0.25, 1.0)")
+    resample_k_neighbors: int = _opt(5, "neighbours for the SMOTE family and MLSMOTE")
+    generated_csv: Optional[str] = _opt(None, "CSV/Parquet of generated minority rows to mix into training")
+    generator: str = _opt("none", "built-in generator of minority rows, fitted on training positives", choices=["none", *GENERATORS.names()])
+    augment_strategy: str = _opt("conservative", "generated rows mixed in per label: 2x, 4x the positives, or up to 50/50", choices=AUGMENT_STRATEGIES.names())
+    generated_ratio: Optional[float] = _opt(None, "mix in this many times the positive count instead of --augment_strategy")
+    quality_gate: bool = _switch(False, "refuse to train when synthetic rows fail the quality limits below")
+    gate_max_auroc: float = _opt(0.85, "quality gate: highest allowed real-vs-synthetic discriminative AUROC")
+    gate_max_near_copies: float = _opt(0.05, "quality gate: highest allowed share of near-copies of real rows")
+    compare: bool = _switch(False, "train without and with the augmentation on the same split and compare on test")
+
     # -- model -----------------------------------------------------------------------------
     model: str = _opt("mlp", "architecture", choices=MODELS.names())
     hidden_sizes: list[int] = _opt([64, 32], "hidden layer widths", nargs="+")
@@ -151,7 +167,11 @@ class TrainConfig:
         ):
             value = getattr(self, name)
             need(value in registry, f"--{name}: unknown {registry.kind} '{value}'; choose from {', '.join(registry.names())}")
-        for name, choices in (("norm", ("none", "batch", "layer")), ("device", ("auto", "cpu", "cuda"))):
+        for name, choices in (
+            ("norm", ("none", "batch", "layer")), ("device", ("auto", "cpu", "cuda")),
+            ("resample", ("none", *RESAMPLERS.names())), ("generator", ("none", *GENERATORS.names())),
+            ("augment_strategy", tuple(AUGMENT_STRATEGIES.names())),
+        ):
             value = getattr(self, name)
             need(value in choices, f"--{name}: unknown value '{value}'; choose from {', '.join(choices)}")
         need(0.0 < self.val_fraction < 1.0, f"--val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -166,6 +186,14 @@ class TrainConfig:
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(self.class_weight_multiplier > 0, f"--class_weight_multiplier must be > 0, got {self.class_weight_multiplier}")
         need(self.focal_alpha is None or 0.0 < self.focal_alpha < 1.0, f"--focal_alpha must be in (0, 1), got {self.focal_alpha}")
+        need(self.resample_ratio > 0, f"--resample_ratio must be > 0, got {self.resample_ratio}")
+        need(self.resample_k_neighbors >= 1, f"--resample_k_neighbors must be >= 1, got {self.resample_k_neighbors}")
+        need(self.generated_ratio is None or self.generated_ratio > 0, f"--generated_ratio must be > 0, got {self.generated_ratio}")
+        need(self.generated_csv is None or self.generator == "none",
+             "--generated_csv and --generator both add generated rows; choose one")
+        need(0.5 <= self.gate_max_auroc <= 1.0, f"--gate_max_auroc must be in [0.5, 1], got {self.gate_max_auroc}")
+        need(0.0 <= self.gate_max_near_copies <= 1.0, f"--gate_max_near_copies must be in [0, 1], got {self.gate_max_near_copies}")
+        need(not self.compare or self.augments, "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
         need(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
              f"--hidden_sizes must be positive widths, got {self.hidden_sizes}")
@@ -182,6 +210,11 @@ class TrainConfig:
         if self.loss_type == "focal" and self.focal_alpha is not None and self.class_weight_method != "none":
             notes.append("--focal_alpha overrides the alpha derived from --class_weight_method")
         return notes
+
+    @property
+    def augments(self) -> bool:
+        """Whether the training split gets synthetic or resampled rows."""
+        return self.resample != "none" or self.generator != "none" or self.generated_csv is not None
 
     @property
     def baseline_names(self) -> list[str]:

@@ -13,7 +13,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["CollapseGuard", "EpochLogger", "format_label_table", "write_json_atomic", "format_report_markdown"]
+__all__ = [
+    "CollapseGuard", "EpochLogger", "format_label_table", "write_json_atomic", "format_report_markdown",
+    "compare_reports", "format_comparison_markdown",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,22 @@ class EpochLogger:
             w.add_scalar(f"{name}/f1_tuned", tuned["labels"][name]["f1"], epoch)
             w.add_scalar(f"{name}/threshold_tuned", tuned["labels"][name]["threshold"], epoch)
 
+    def log_synthetic_quality(self, quality: Mapping[str, Any], markdown: str) -> None:
+        if self.writer is None:
+            return
+        scalars = {
+            "discriminative_auroc": quality["discriminative_auroc"],
+            "mmd2": quality["mmd"]["mmd2"],
+            "near_copy_share": quality["privacy"]["near_copy_share"],
+            "coverage": quality["coverage"],
+            "diversity": quality["diversity"],
+            "exact_duplicates": quality["exact_duplicates"],
+        }
+        for key, value in scalars.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"synthetic/{key}", value, 0)
+        self.writer.add_text("synthetic/report", markdown, 0)
+
     def log_pr_curves(self, y_true: np.ndarray, prob: np.ndarray, *, step: int, tag: str = "pr_curve") -> None:
         if self.writer is None:
             return
@@ -206,3 +225,39 @@ def format_report_markdown(report: Mapping[str, Any]) -> str:
             )
     lines.append("")
     return "\n".join(lines)
+
+
+_COMPARED = ("precision", "recall", "f1", "auroc", "auprc", "tp", "fp", "fn", "tn", "n_pos_pred")
+
+
+def compare_reports(baseline: Mapping[str, Any], augmented: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-label network metrics of two runs on the same held-out split, and their differences."""
+    if baseline["split"] != augmented["split"]:
+        raise ValueError("the two runs were scored on different splits")
+    base, aug = baseline["models"]["network"], augmented["models"]["network"]
+    labels = {}
+    for name in base["labels"]:
+        b, a = base["labels"][name], aug["labels"][name]
+        labels[name] = {key: {"baseline": b[key], "augmented": a[key], "difference": a[key] - b[key]} for key in _COMPARED}
+    macro = {key: {"baseline": base["macro"][key], "augmented": aug["macro"][key], "difference": aug["macro"][key] - base["macro"][key]}
+             for key in ("precision", "recall", "f1", "auroc", "auprc")}
+    provenance = (augmented.get("augmentation") or {}).get("provenance", {})
+    return {"split": baseline["split"], "labels": labels, "macro": macro, "augmentation": provenance}
+
+
+def format_comparison_markdown(comparison: Mapping[str, Any]) -> str:
+    steps = ", ".join(str(step.get("method")) for step in comparison.get("augmentation", {}).get("steps", [])) or "augmentation"
+    lines = [f"# Baseline vs augmented ({steps}), {comparison['split']} split (real rows only)", "",
+             "| label | metric | baseline | augmented | difference |", "|---|---|---|---|---|"]
+
+    def cell(value: Any) -> str:
+        return str(value) if isinstance(value, int) else _fmt(value)
+
+    for name, metrics in comparison["labels"].items():
+        for key, v in metrics.items():
+            diff = v["difference"]
+            lines.append(f"| {name} | {key} | {cell(v['baseline'])} | {cell(v['augmented'])} | {'+' if diff > 0 else ''}{cell(diff)} |")
+    if len(comparison["labels"]) > 1:
+        for key, v in comparison["macro"].items():
+            lines.append(f"| **macro** | {key} | {_fmt(v['baseline'])} | {_fmt(v['augmented'])} | {'+' if v['difference'] > 0 else ''}{_fmt(v['difference'])} |")
+    return "\n".join(lines) + "\n"

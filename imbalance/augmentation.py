@@ -1,0 +1,199 @@
+"""More minority rows for the training split: resampling, generated rows, and their quality gate.
+
+Everything here touches the training split only. Preprocessing is fitted on the real training
+rows first; synthetic rows are then made (or read, or generated) and encoded with it, checked
+against the real training minority rows, and appended. Validation and test rows stay real, so
+every metric is computed on real rows only.
+
+How many generated rows are mixed in, per label l with n_pos(l) training positives and
+n_neg(l) negatives (``--augment_strategy``):
+
+    conservative  2 x n_pos(l)
+    moderate      4 x n_pos(l)
+    full          n_neg(l) - n_pos(l)   (up to a 50/50 balance)
+
+``--generated_ratio R`` sets R x n_pos(l) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import parse_outcome, read_table
+from .errors import UserError
+from .preprocessing import TabularPreprocessor
+from .registry import Registry
+from .resampling import resample
+
+__all__ = ["AUGMENT_STRATEGIES", "AugmentedTrain", "augment_training_split", "generated_counts", "read_generated_rows"]
+
+logger = logging.getLogger(__name__)
+
+AUGMENT_STRATEGIES: Registry[Any] = Registry("augment strategy")
+AUGMENT_STRATEGIES.register("conservative")(lambda n_pos, n_neg: 2 * n_pos)
+AUGMENT_STRATEGIES.register("moderate")(lambda n_pos, n_neg: 4 * n_pos)
+AUGMENT_STRATEGIES.register("full")(lambda n_pos, n_neg: max(0, n_neg - n_pos))
+
+
+@dataclass
+class AugmentedTrain:
+    x: np.ndarray  # compact rows: the real training rows first, then the added ones
+    y: np.ndarray  # (n', L) uint8
+    synthetic: np.ndarray  # (n',) bool
+    provenance: dict[str, Any] = field(default_factory=dict)
+    quality: Optional[dict[str, Any]] = None
+
+
+def generated_counts(y: np.ndarray, *, strategy: str, ratio: Optional[float]) -> np.ndarray:
+    """Rows to add per label (see the module docstring)."""
+    n_pos = y.sum(axis=0).astype(np.int64)
+    n_neg = len(y) - n_pos
+    if ratio is not None:
+        return np.ceil(ratio * n_pos).astype(np.int64)
+    rule = AUGMENT_STRATEGIES.get(strategy)
+    return np.array([rule(int(p), int(q)) for p, q in zip(n_pos, n_neg)], dtype=np.int64)
+
+
+def read_generated_rows(path: str, *, feature_cols: Sequence[str], label_names: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """An external file of generated minority rows: its features (training column order) and labels."""
+    frame = read_table(path)
+    missing_labels = [c for c in label_names if c not in frame.columns]
+    if missing_labels:
+        raise UserError(f"--generated_csv {path}: outcome column(s) {', '.join(missing_labels)} missing; the generated rows need them")
+    missing = [c for c in feature_cols if c not in frame.columns]
+    if missing:
+        raise UserError(f"--generated_csv {path}: missing feature column(s) {', '.join(missing)}; generate every training feature")
+    extra = [c for c in frame.columns if c not in feature_cols and c not in label_names]
+    if extra:
+        logger.warning("--generated_csv %s: ignoring %d extra column(s): %s", path, len(extra), ", ".join(extra[:10]))
+    labels = np.column_stack([parse_outcome(frame[c], c, f"--generated_csv {path}") for c in label_names])
+    if np.isnan(labels).any():
+        raise UserError(f"--generated_csv {path}: {int(np.isnan(labels).any(axis=1).sum())} row(s) have a missing outcome; every generated row needs one")
+    labels = labels.astype(np.uint8)
+    if labels.sum() == 0:
+        raise UserError(f"--generated_csv {path}: no minority (positive) rows for {', '.join(label_names)}; nothing to mix in")
+    return frame[list(feature_cols)].reset_index(drop=True), labels
+
+
+def _pick_rows(pool_y: np.ndarray, counts: np.ndarray, rng: np.random.Generator, names: Sequence[str]) -> np.ndarray:
+    """Rows of a generated pool to mix in: for each label, ``counts[l]`` rows positive for it."""
+    chosen: list[np.ndarray] = []
+    for j, want in enumerate(counts):
+        rows = np.flatnonzero(pool_y[:, j] == 1)
+        if want <= 0:
+            continue
+        if len(rows) < want:
+            logger.warning("generated rows: %d positive for '%s', fewer than the %d asked for; using all of them", len(rows), names[j], want)
+        chosen.append(rng.permutation(rows)[: min(want, len(rows))])
+    return np.unique(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
+
+
+def _generate_rows(
+    generator: str, train_frame: pd.DataFrame, y: np.ndarray, kinds: dict[str, str], counts: np.ndarray,
+    names: Sequence[str], seed: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per label, fit the generator on its training positives (other labels ride along as yes/no
+    columns, so co-occurrence is generated too) and sample ``counts[l]`` rows."""
+    from .generators import build_generator
+
+    frames, labels = [], []
+    label_cols = [f"__label__{n}" for n in names]
+    for j, want in enumerate(counts):
+        if want <= 0:
+            continue
+        pos = y[:, j] == 1
+        minority = train_frame.loc[pos].reset_index(drop=True).copy()
+        for k, col in enumerate(label_cols):
+            minority[col] = y[pos, k].astype(np.int64)
+        gen = build_generator(generator, seed=seed + j).fit(minority, {**kinds, **{c: "binary" for c in label_cols}})
+        made = gen.sample(int(want))
+        made_labels = np.column_stack([pd.to_numeric(made[c], errors="coerce").fillna(0).to_numpy() for c in label_cols]).astype(np.uint8)
+        made_labels[:, j] = 1  # generated for this label
+        frames.append(made.drop(columns=label_cols))
+        labels.append(made_labels)
+    if not frames:
+        return train_frame.iloc[:0], np.zeros((0, len(names)), dtype=np.uint8)
+    return pd.concat(frames, ignore_index=True), np.vstack(labels)
+
+
+def augment_training_split(
+    pre: TabularPreprocessor,
+    train_frame: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    label_names: Sequence[str],
+    resample_method: str = "none",
+    resample_ratio: float = 1.0,
+    k_neighbors: int = 5,
+    generated_csv: Optional[str] = None,
+    generator: str = "none",
+    augment_strategy: str = "conservative",
+    generated_ratio: Optional[float] = None,
+    seed: int = 0,
+) -> AugmentedTrain:
+    """The training split with the asked-for synthetic rows appended, with provenance and a
+    quality report of the synthetic rows against the real training minority rows."""
+    real = pre.encode(train_frame, source="training split")
+    columns = pre.compact_columns
+    categorical = np.array([kind == "categorical" for _, kind in columns])
+    names = [name for name, _ in columns]
+    x, out_y, synthetic = real, np.asarray(y, dtype=np.uint8), np.zeros(len(real), dtype=bool)
+    provenance: dict[str, Any] = {"real_rows": len(real), "steps": []}
+
+    if resample_method != "none":
+        result = resample(real, out_y, method=resample_method, ratio=resample_ratio, k_neighbors=k_neighbors,
+                          categorical=categorical, column_names=names, label_names=label_names, seed=seed)
+        x, out_y, synthetic = result.x, result.y, result.synthetic
+        provenance["steps"].append(result.provenance)
+        logger.info("resampled the training split with %s in %.2fs: %s", resample_method, result.provenance["seconds"], result.provenance["rows"])
+
+    if generated_csv is not None or generator != "none":
+        started = time.perf_counter()
+        counts = generated_counts(y, strategy=augment_strategy, ratio=generated_ratio)
+        rng = np.random.default_rng(seed)
+        if generated_csv is not None:
+            pool, pool_y = read_generated_rows(generated_csv, feature_cols=pre.input_columns, label_names=label_names)
+            picked = _pick_rows(pool_y, counts, rng, label_names)
+            gen_frame, gen_y, source = pool.iloc[picked], pool_y[picked], f"--generated_csv {generated_csv}"
+        else:
+            gen_frame, gen_y = _generate_rows(generator, train_frame[pre.input_columns], out_y[: len(real)], dict(pre.kinds), counts, label_names, seed)
+            source = f"generator {generator}"
+        gen_x = pre.encode(gen_frame, source=source)
+        x, out_y = np.vstack([x, gen_x]), np.vstack([out_y, gen_y]).astype(np.uint8)
+        synthetic = np.concatenate([synthetic, np.ones(len(gen_x), dtype=bool)])
+        step = {"method": source, "asked_per_label": dict(zip(label_names, counts.tolist())), "rows": {"synthetic": len(gen_x)},
+                "per_label": {n: {"synthetic_positive": int(gen_y[:, j].sum())} for j, n in enumerate(label_names)},
+                "seconds": round(time.perf_counter() - started, 3)}
+        provenance["steps"].append(step)
+        logger.info("mixed in %d rows from %s (%s)", len(gen_x), source, step["per_label"])
+
+    quality = None
+    if synthetic.any():
+        from .synthetic_quality import duplicate_mask, quality_report
+
+        minority = out_y[: len(real)].any(axis=1)
+        real_minority = real[minority]
+        quality = quality_report(
+            real_minority, x[synthetic], kinds=[k for _, k in columns], names=names,
+            real_frame=pre.decode(real_minority), synthetic_frame=pre.decode(x[synthetic]), seed=seed,
+        )
+        # Exact copies of real rows add nothing new and would leak memorisation: drop them.
+        dupes = np.zeros(len(x), dtype=bool)
+        dupes[np.flatnonzero(synthetic)] = duplicate_mask(real, x[synthetic])
+        if dupes.any():
+            logger.warning("removed %d synthetic row(s) identical to real training rows", int(dupes.sum()))
+            x, out_y, synthetic = x[~dupes], out_y[~dupes], synthetic[~dupes]
+        provenance["duplicates_removed"] = int(dupes.sum())
+
+    provenance["final"] = {
+        "rows": {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())},
+        "per_label": {n: {"real_positive": int(out_y[~synthetic, j].sum()), "synthetic_positive": int(out_y[synthetic, j].sum())}
+                      for j, n in enumerate(label_names)},
+    }
+    return AugmentedTrain(x=x, y=out_y, synthetic=synthetic, provenance=provenance, quality=quality)

@@ -1,0 +1,364 @@
+"""Built-in generators of synthetic minority-class rows, for users without an external data designer.
+
+A generator is fitted on the training split's minority rows only and samples new rows in the
+ORIGINAL column space: the same column names, numeric columns as float64 in original units,
+binary and categorical columns as their original values (0/1 ints stay 0/1 ints, "yes"/"no" stay
+strings). The toolkit then runs those rows through the fitted preprocessor like any others.
+
+- ``marginal``: every column independently from the minority rows' own distribution. Numeric
+  values are a smoothed bootstrap (an observed value plus Gaussian noise of Silverman's
+  bandwidth, on the normal-score scale so that skewed columns smooth well, within the observed
+  range); levels by their minority frequencies. This is what
+  an LLM data-designer recipe does ("each feature from the minority distribution"), and like it,
+  it destroys every correlation between columns.
+- ``gaussian_copula``: the same marginals, joined by a Gaussian copula so that correlations
+  survive. Numeric columns become normal scores through their empirical CDF; a discrete column's
+  levels are contiguous intervals of the latent normal, so its latent correlations are estimated
+  polyserial-style (numeric-discrete) or polychoric-style (discrete-discrete). The latter matters
+  for multi-label use: label columns passed as "binary" keep their co-occurrence.
+
+Both reproduce each column's missing rate (independently of everything else), never invent a
+level that the minority rows lack, and are deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping, Optional, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .errors import UserError
+from .registry import Registry
+
+__all__ = ["GENERATORS", "Generator", "build_generator", "MarginalGenerator", "GaussianCopulaGenerator"]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("numeric", "binary", "categorical")
+# Smallest eigenvalue allowed in the copula correlation; below it we shrink towards identity.
+_MIN_EIGENVALUE = 1e-3
+# Latent correlations are kept inside this bound: at +-1 the copula degenerates.
+_MAX_CORR = 0.995
+
+
+class Generator(Protocol):
+    """What every registry entry builds (called with ``seed=``)."""
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "Generator": ...
+
+    def sample(self, n: int) -> pd.DataFrame: ...
+
+
+GENERATORS: Registry[Callable[..., Generator]] = Registry("generator")
+
+
+def build_generator(name: str, *, seed: int = 0) -> Generator:
+    """An unfitted generator; an unknown name fails with the list of choices."""
+    return GENERATORS.get(name)(seed=seed)
+
+
+# -- columns ----------------------------------------------------------------------------------
+class _Column:
+    """One fitted column: its missing rate and its distribution over present values.
+
+    Numeric: the sorted present values (float64). Binary/categorical: the levels (original
+    values, in a stable order so that ordered levels such as grades stay ordered in the copula)
+    and their frequencies.
+    """
+
+    def __init__(self, name: str, kind: str, series: pd.Series) -> None:
+        self.name, self.kind, self.dtype = name, kind, series.dtype
+        if kind == "numeric":
+            values = _to_float(series)
+            values = np.where(np.isfinite(values), values, np.nan)  # +-inf would wreck ranks and ranges
+            present = values[~np.isnan(values)]
+            self.values = np.sort(present)
+            self.integer = bool(len(present)) and bool(np.all(present == np.round(present)))
+            self.n_present = len(present)
+            self.missing_rate = 1.0 - len(present) / len(series)
+            self.codes: Optional[np.ndarray] = None
+            self.raw = values
+        else:
+            present_mask = series.notna().to_numpy()
+            self.levels = _ordered_levels(series[present_mask])
+            index = pd.Index(self.levels, dtype=object)
+            codes = np.full(len(series), -1, dtype=np.int64)
+            codes[present_mask] = index.get_indexer(series[present_mask].astype(object))
+            counts = np.bincount(codes[present_mask], minlength=len(self.levels)).astype(np.float64)
+            self.freqs = counts / max(counts.sum(), 1.0)
+            self.n_present = int(present_mask.sum())
+            self.missing_rate = 1.0 - self.n_present / len(series)
+            self.codes = codes
+
+    @property
+    def empty(self) -> bool:
+        return self.n_present == 0
+
+    def missing_mask(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.random(n) < self.missing_rate
+
+    def output(self, values: np.ndarray, missing: np.ndarray) -> pd.Series:
+        """Sampled numbers (numeric) or level codes (discrete) -> a Series like the input's."""
+        if self.kind == "numeric":
+            out = np.where(missing, np.nan, values.astype(np.float64))
+            return pd.Series(out, dtype="float64", name=self.name)
+        levels = np.asarray(self.levels + [np.nan], dtype=object)
+        codes = np.where(missing | self.empty, len(self.levels), values).astype(np.int64)
+        series = pd.Series(levels[codes], dtype=object, name=self.name)
+        try:
+            return series.astype(self.dtype)
+        except (TypeError, ValueError):  # e.g. an exotic extension dtype; values are still right
+            return series
+
+
+def _to_float(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    parsed = pd.to_numeric(series.astype("string").str.strip(), errors="coerce")
+    return parsed.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _ordered_levels(present: pd.Series) -> list[Any]:
+    levels = list(pd.unique(present.astype(object)))
+    try:
+        return sorted(levels)
+    except TypeError:  # mixed types: order by text, still deterministic
+        return sorted(levels, key=lambda level: (type(level).__name__, str(level)))
+
+
+def _fit_columns(frame: pd.DataFrame, kinds: Mapping[str, str]) -> list[_Column]:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame, not {type(frame).__name__}")
+    if not frame.columns.is_unique:
+        raise ValueError("frame has duplicate column names")
+    unknown = [str(c) for c in frame.columns if c not in kinds]
+    if unknown:
+        raise ValueError(f"no kind given for column(s) {', '.join(unknown)}")
+    bad = {str(c): kinds[c] for c in frame.columns if kinds[c] not in KINDS}
+    if bad:
+        raise ValueError(f"unknown column kind(s) {bad}; use one of {', '.join(KINDS)}")
+    if len(frame) < 2:
+        raise UserError(
+            f"a synthetic-row generator needs at least 2 minority rows to fit; the training split has {len(frame)}"
+        )
+    columns = [_Column(name, kinds[name], frame[name]) for name in frame.columns]
+    for column in columns:
+        if column.empty:
+            logger.warning("column '%s' is empty in the minority rows; generated rows leave it missing", column.name)
+    return columns
+
+
+def _assemble(columns: list[_Column], parts: list[pd.Series]) -> pd.DataFrame:
+    return pd.DataFrame({column.name: part for column, part in zip(columns, parts)})
+
+
+class _Base:
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(self.seed)
+        self.columns_: Optional[list[_Column]] = None
+
+    def _fitted(self) -> list[_Column]:
+        if self.columns_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        return self.columns_
+
+    def _empty(self) -> pd.DataFrame:
+        none = np.zeros(0, dtype=bool)
+        return _assemble(self._fitted(), [c.output(np.zeros(0), none) for c in self._fitted()])
+
+
+# -- marginal ---------------------------------------------------------------------------------
+@GENERATORS.register("marginal")
+class MarginalGenerator(_Base):
+    """Each column independently: smoothed bootstrap for numbers, frequencies for levels."""
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "MarginalGenerator":
+        self.columns_ = _fit_columns(frame, kinds)
+        self.smoothers_ = [
+            _ScoreSmoother(c.values) if c.kind == "numeric" and not c.empty else None for c in self.columns_
+        ]
+        return self
+
+    def sample(self, n: int) -> pd.DataFrame:
+        columns = self._fitted()
+        n = int(n)
+        if n <= 0:
+            return self._empty()
+        rng, parts = self._rng, []
+        for column, smoother in zip(columns, self.smoothers_):
+            missing = column.missing_mask(rng, n)
+            if column.empty:
+                values = np.zeros(n)
+            elif smoother is not None:
+                values = smoother.sample(rng, n)
+                if column.integer:
+                    values = np.round(values)
+            else:
+                values = rng.choice(len(column.levels), size=n, p=column.freqs)
+            parts.append(column.output(values, missing))
+        return _assemble(columns, parts)
+
+
+class _ScoreSmoother:
+    """Smoothed bootstrap of one numeric column, smoothed on the normal-score scale.
+
+    Draw an observed value, move it to its normal score (empirical CDF, rank/(n+1)), add
+    Gaussian noise of Silverman's bandwidth there and map back through the interpolated
+    empirical quantile function, which clamps to [min, max]. One bandwidth in original units
+    would blur the dense end of a skewed column (lab values, lognormal-like) and pile mass on
+    its minimum when clipped; on the score scale every column is near-normal, so the rule fits.
+    """
+
+    def __init__(self, sorted_values: np.ndarray) -> None:
+        self.levels, counts = np.unique(sorted_values, return_counts=True)
+        upper = np.cumsum(counts)  # average rank of each distinct value = (first + last) / 2
+        self.level_scores = stats.norm.ppf((upper - (counts - 1) / 2) / (len(sorted_values) + 1))
+        self.scores = np.repeat(self.level_scores, counts)
+        self.bandwidth = _silverman(self.scores)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        z = self.scores[rng.integers(0, len(self.scores), n)] + self.bandwidth * rng.standard_normal(n)
+        if len(self.levels) == 1:
+            return np.full(n, self.levels[0])
+        return np.interp(z, self.level_scores, self.levels)
+
+
+def _silverman(values: np.ndarray) -> float:
+    """Silverman's rule of thumb, 0.9 min(sd, IQR/1.34) n^(-1/5); robust to a zero IQR."""
+    if len(values) < 2:
+        return 0.0
+    sd = float(np.std(values, ddof=1))
+    iqr = float(np.subtract(*np.percentile(values, [75, 25])))
+    spread = min(sd, iqr / 1.34) if iqr > 0 else sd
+    return 0.9 * spread * len(values) ** -0.2
+
+
+# -- Gaussian copula --------------------------------------------------------------------------
+@GENERATORS.register("gaussian_copula")
+class GaussianCopulaGenerator(_Base):
+    """Empirical marginals joined by a Gaussian copula, so that correlations survive.
+
+    Numeric values are mapped back through the interpolated empirical quantile function, so they
+    stay within the observed range; a level is the one whose CDF interval holds Phi(z).
+    """
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "GaussianCopulaGenerator":
+        columns = _fit_columns(frame, kinds)
+        scores, discrete = [], []
+        for column in columns:
+            score = np.full(len(frame), np.nan)
+            if column.empty:
+                discrete.append(None)
+            elif column.kind == "numeric":
+                present = ~np.isnan(column.raw)
+                ranks = stats.rankdata(column.raw[present])  # ties share their average rank
+                score[present] = stats.norm.ppf(ranks / (column.n_present + 1))
+                discrete.append(None)
+            else:
+                info = _LevelScores(column.freqs)
+                present = column.codes >= 0
+                score[present] = info.means[column.codes[present]]
+                discrete.append(info)
+            scores.append(score)
+        self.columns_ = columns
+        self.corr_ = _latent_correlation(np.column_stack(scores), discrete)
+        self._chol = np.linalg.cholesky(self.corr_)
+        return self
+
+    def sample(self, n: int) -> pd.DataFrame:
+        columns = self._fitted()
+        n = int(n)
+        if n <= 0:
+            return self._empty()
+        rng = self._rng
+        u = stats.norm.cdf(rng.standard_normal((n, len(columns))) @ self._chol.T)
+        parts = []
+        for j, column in enumerate(columns):
+            missing = column.missing_mask(rng, n)
+            if column.empty:
+                values = np.zeros(n)
+            elif column.kind == "numeric":
+                grid = np.arange(1, column.n_present + 1) / (column.n_present + 1)
+                values = np.interp(u[:, j], grid, column.values)  # clamps to [min, max]
+                if column.integer:
+                    values = np.round(values)
+            else:
+                values = np.minimum(np.searchsorted(np.cumsum(column.freqs), u[:, j]), len(column.levels) - 1)
+            parts.append(column.output(values, missing))
+        return _assemble(columns, parts)
+
+
+class _LevelScores:
+    """A discrete column as intervals of a latent standard normal Z, one per level by frequency.
+
+    Each level scores E[Z | its interval], so the scores have mean 0 and standard deviation
+    ``sd`` < 1 (the share of Z's variance the levels keep). ``thresholds`` are the interior cut
+    points and ``jumps`` the score increase across each.
+    """
+
+    def __init__(self, freqs: np.ndarray) -> None:
+        edges = stats.norm.ppf(np.clip(np.concatenate([[0.0], np.cumsum(freqs)]), 0.0, 1.0))
+        edges[0], edges[-1] = -np.inf, np.inf
+        pdf = stats.norm.pdf(edges)
+        means = (pdf[:-1] - pdf[1:]) / freqs  # every level was seen, so no frequency is 0
+        self.means = means
+        self.thresholds = edges[1:-1]
+        self.jumps = np.diff(means)
+        self.sd = float(np.sqrt(np.sum(freqs * means**2)))
+
+
+def _latent_correlation(scores: np.ndarray, discrete: list[Optional[_LevelScores]]) -> np.ndarray:
+    """Correlation of the latent normals, from pairwise-complete correlations of the scores.
+
+    numeric-numeric: the normal scores' correlation. numeric-discrete: observed / sd (exact for
+    a latent normal, since cov(Z1, E[Z2|level]) = rho var(E[Z2|level])). discrete-discrete:
+    solved numerically (:func:`_polychoric`). Constant columns get 0. The result is shrunk
+    towards the identity just enough to be safely positive definite.
+    """
+    p = scores.shape[1]
+    observed = pd.DataFrame(scores).corr(min_periods=3).to_numpy()
+    corr = np.eye(p)
+    for i in range(p):
+        for j in range(i + 1, p):
+            r = observed[i, j]
+            if not np.isfinite(r):
+                continue
+            a, b = discrete[i], discrete[j]
+            if a is not None and b is not None:
+                rho = _polychoric(r * a.sd * b.sd, a, b) if a.sd > 0 and b.sd > 0 else 0.0
+            elif a is not None or b is not None:
+                sd = (a or b).sd  # type: ignore[union-attr]
+                rho = r / sd if sd > 0 else 0.0
+            else:
+                rho = r
+            corr[i, j] = corr[j, i] = float(np.clip(rho, -_MAX_CORR, _MAX_CORR))
+    smallest = float(np.linalg.eigvalsh(corr)[0]) if p else 1.0
+    if smallest < _MIN_EIGENVALUE:
+        shrink = (_MIN_EIGENVALUE - smallest) / (1.0 - smallest)
+        logger.debug("copula correlation near-singular (min eigenvalue %.2g); shrinking by %.3f", smallest, shrink)
+        corr = (1.0 - shrink) * corr + shrink * np.eye(p)
+    return corr
+
+
+_RHO_GRID = np.linspace(-_MAX_CORR, _MAX_CORR, 399)  # symmetric, holds 0 at its middle
+
+
+def _polychoric(cov: float, a: _LevelScores, b: _LevelScores) -> float:
+    """The latent rho at which the two columns' scores have covariance ``cov``.
+
+    For step functions of a bivariate normal, d cov / d rho = sum over cut-point pairs of
+    jump_a * jump_b * phi2(t_a, t_b; rho) > 0, so cov(rho) is increasing from cov(0) = 0 and is
+    inverted by integrating that derivative over a grid of rho.
+    """
+    r = _RHO_GRID[None, None, :]
+    ta, tb = a.thresholds[:, None, None], b.thresholds[None, :, None]
+    one_minus = 1.0 - r**2
+    density = np.exp(-(ta**2 - 2 * r * ta * tb + tb**2) / (2 * one_minus)) / (2 * np.pi * np.sqrt(one_minus))
+    slope = np.einsum("a,b,abg->g", a.jumps, b.jumps, density)
+    steps = np.concatenate([[0.0], np.cumsum((slope[1:] + slope[:-1]) / 2 * np.diff(_RHO_GRID))])
+    curve = steps - steps[len(_RHO_GRID) // 2]
+    return float(np.interp(cov, curve, _RHO_GRID))
