@@ -241,12 +241,12 @@ def compare_reports(baseline: Mapping[str, Any], augmented: Mapping[str, Any]) -
         labels[name] = {key: {"baseline": b[key], "augmented": a[key], "difference": a[key] - b[key]} for key in _COMPARED}
     macro = {key: {"baseline": base["macro"][key], "augmented": aug["macro"][key], "difference": aug["macro"][key] - base["macro"][key]}
              for key in ("precision", "recall", "f1", "auroc", "auprc")}
-    provenance = (augmented.get("augmentation") or {}).get("provenance", {})
-    return {"split": baseline["split"], "labels": labels, "macro": macro, "augmentation": provenance}
+    return {"split": baseline["split"], "labels": labels, "macro": macro, "augmentation": augmented.get("augmentation") or {}}
 
 
 def format_comparison_markdown(comparison: Mapping[str, Any]) -> str:
-    steps = ", ".join(str(step.get("method")) for step in comparison.get("augmentation", {}).get("steps", [])) or "augmentation"
+    provenance = comparison["augmentation"].get("provenance") or {}
+    steps = ", ".join(str(step.get("method")) for step in provenance.get("steps", [])) or "augmentation"
     lines = [f"# Baseline vs augmented ({steps}), {comparison['split']} split (real rows only)", "",
              "| label | metric | baseline | augmented | difference |", "|---|---|---|---|---|"]
 

@@ -109,8 +109,12 @@ def quality_report(
     report["mmd"] = {"mmd2": pair["mmd2"], "bandwidth": pair["bandwidth"]}
     report["discriminative_auroc"], report["discriminator"] = _discriminative_auroc(
         real_sub[:n_bal], synth_sub[:n_bal], kinds, seed)
-    report["privacy"] = _privacy(real_x, synth_x)
-    report["coverage"], report["coverage_k"] = _coverage(real_x[:n_bal], synth_x[:n_bal])
+    dcr, real_knn = _neighbour_distances(real_x, synth_x, COVERAGE_K)
+    report["privacy"] = _privacy(dcr, None if real_knn is None else real_knn[:, 0])
+    k = min(COVERAGE_K, n_bal - 1)
+    # With as many synthetic rows as real ones the balanced real set is all of them: reuse.
+    radius = real_knn[:, k - 1] if real_knn is not None and k >= 1 and n_bal == len(real_x) else None
+    report["coverage"], report["coverage_k"] = _coverage(real_x[:n_bal], synth_x[:n_bal], k, radius)
     report["diversity"] = pair["diversity"]
     return report
 
@@ -274,20 +278,32 @@ def _pairwise(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict:
 
 def _pair_sums(a: np.ndarray, b: np.ndarray, gamma: float, *, same: bool,
                distances: bool = True) -> tuple[float, float]:
-    """Sum of RBF kernel values and of distances over all (a_i, b_j), in row blocks to bound memory."""
-    a_sq, b_sq = (a * a).sum(1), (b * b).sum(1)
-    gamma32 = np.float32(gamma)
+    """Sum of RBF kernel values and of distances over all (a_i, b_j), in row blocks to bound memory.
+
+    One matrix product per block gives the squared distances directly: [a, |a|^2, 1] . [-2b, 1, |b|^2].
+    With ``same`` (b is a) only the blocks on and right of the diagonal are computed, the
+    off-diagonal ones counted twice.
+    """
+    a_aug = np.hstack([a, (a.astype(np.float64) ** 2).sum(1, keepdims=True), np.ones((len(a), 1))]).astype(np.float32)
+    b_aug = np.hstack([-2.0 * b, np.ones((len(b), 1)), (b.astype(np.float64) ** 2).sum(1, keepdims=True)])
+    b_aug_t = np.ascontiguousarray(b_aug.T, dtype=np.float32)
+    neg_gamma = np.float32(-gamma)
     k_sum = d_sum = 0.0
     for start in range(0, len(a), BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, len(a))
-        d2 = a_sq[start:stop, None] + b_sq[None, :] - 2.0 * (a[start:stop] @ b.T)
+        d2 = a_aug[start:stop] @ (b_aug_t[:, start:] if same else b_aug_t)
         np.maximum(d2, 0.0, out=d2)
+        rows = stop - start
         if same:  # exact zeros on the diagonal, not rounding noise
-            d2[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            d2[np.arange(rows), np.arange(rows)] = 0.0
+        # weights: the diagonal block once, blocks right of it for both triangles
+        split = rows if same else d2.shape[1]
         if distances:
-            d_sum += float(np.sqrt(d2).sum(dtype=np.float64))
-        d2 *= -gamma32
-        k_sum += float(np.exp(d2, out=d2).sum(dtype=np.float64))
+            dist = np.sqrt(d2)
+            d_sum += float(dist[:, :split].sum(dtype=np.float64)) + 2.0 * float(dist[:, split:].sum(dtype=np.float64))
+        d2 *= neg_gamma
+        kern = np.exp(d2, out=d2)
+        k_sum += float(kern[:, :split].sum(dtype=np.float64)) + 2.0 * float(kern[:, split:].sum(dtype=np.float64))
     return k_sum, d_sum
 
 
@@ -330,25 +346,31 @@ def _discriminative_auroc(real: np.ndarray, synth: np.ndarray, kinds: Sequence[s
     return float(np.mean(aurocs)), info
 
 
-def _privacy(real: np.ndarray, synth: np.ndarray) -> dict:
-    """Distance to closest real row (DCR) for synthetic rows, against real rows' own 1-NN spacing.
+def _neighbour_distances(real: np.ndarray, synth: np.ndarray, k: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Each synthetic row's distance to its closest real row (DCR), and each real row's distances
+    to its ``k`` nearest *other* real rows (fewer if there are not that many; None for one row)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=1).fit(real)
+    dcr = index.kneighbors(synth)[0][:, 0]
+    if len(real) < 2:
+        return dcr, None
+    # kneighbors() without X leaves each row out of its own neighbours.
+    return dcr, index.kneighbors(n_neighbors=min(k, len(real) - 1))[0]
+
+
+def _privacy(dcr: np.ndarray, real_nn: Optional[np.ndarray]) -> dict:
+    """DCR of synthetic rows against real rows' own nearest-neighbour spacing.
 
     A synthetic row closer to a real row than all but the closest 5% of real rows are to one
     another is a near-copy. If real rows repeat (e.g. only categorical columns) that 5th
     percentile is 0 and only exact copies, counted separately, would qualify.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    dcr = NearestNeighbors(n_neighbors=1).fit(real).kneighbors(synth)[0][:, 0]
-    nan = math.nan
-    if len(real) > 1:
-        # kneighbors() without X leaves each row out of its own neighbours.
-        real_nn = NearestNeighbors(n_neighbors=1).fit(real).kneighbors()[0][:, 0]
-        threshold = float(np.percentile(real_nn, NEAR_COPY_PERCENTILE))
-        near_copy = float(np.mean(dcr < threshold))
-        real_median, real_p05 = float(np.median(real_nn)), threshold
-    else:
-        near_copy = real_median = real_p05 = nan
+    near_copy = real_median = real_p05 = math.nan
+    if real_nn is not None:
+        real_p05 = float(np.percentile(real_nn, NEAR_COPY_PERCENTILE))
+        real_median = float(np.median(real_nn))
+        near_copy = float(np.mean(dcr < real_p05))
     return {
         "dcr_median": float(np.median(dcr)),
         "dcr_p05": float(np.percentile(dcr, NEAR_COPY_PERCENTILE)),
@@ -358,18 +380,19 @@ def _privacy(real: np.ndarray, synth: np.ndarray) -> dict:
     }
 
 
-def _coverage(real: np.ndarray, synth: np.ndarray) -> tuple[float, int]:
+def _coverage(real: np.ndarray, synth: np.ndarray, k: int, radius: Optional[np.ndarray]) -> tuple[float, int]:
     """Share of real rows with a synthetic row within their distance to the k-th nearest real row.
 
     The two sides come in equal sizes: with fewer synthetic rows coverage would fall by count
-    alone, not because the generator misses part of the real data.
+    alone, not because the generator misses part of the real data. ``radius`` is that k-th
+    distance when already known.
     """
     from sklearn.neighbors import NearestNeighbors
 
-    k = min(COVERAGE_K, len(real) - 1)
     if k < 1:
         return math.nan, 0
-    radius = NearestNeighbors(n_neighbors=k).fit(real).kneighbors()[0][:, -1]
+    if radius is None:
+        radius = NearestNeighbors(n_neighbors=k).fit(real).kneighbors()[0][:, -1]
     nearest_synth = NearestNeighbors(n_neighbors=1).fit(synth).kneighbors(real)[0][:, 0]
     return float(np.mean(nearest_synth <= radius)), int(k)
 
