@@ -154,14 +154,22 @@ def row_provenance(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Which output rows are real, extra copies of real rows, or new; counts per label."""
     keys = _row_keys(out)
-    is_real = np.isin(keys, _row_keys(real))
-    # The first occurrence of a real row is the row itself; later ones are copies.
-    _, first = np.unique(keys, return_index=True)
-    first_mask = np.zeros(len(keys), dtype=bool)
-    first_mask[first] = True
-    duplicated = is_real & ~first_mask
+    real_keys, real_counts = np.unique(_row_keys(real), return_counts=True)
+    pos = np.searchsorted(real_keys, keys)
+    pos = np.minimum(pos, len(real_keys) - 1)
+    is_real = real_keys[pos] == keys
+    multiplicity = np.where(is_real, real_counts[pos], 0)  # how often the row occurs in the input
+    # Occurrence number of each output row among equal rows: the first `multiplicity` of them
+    # are the real rows themselves, later ones are copies (the input may hold duplicates too).
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    occurrence = np.empty(len(keys), dtype=np.int64)
+    occurrence[order] = np.arange(len(keys)) - group_start
+    kept = is_real & (occurrence < multiplicity)
+    duplicated = is_real & ~kept
     synthetic = ~is_real
-    kept = is_real & first_mask
     per_label = {}
     for j, name in enumerate(label_names):
         pos = y_out[:, j] == 1

@@ -150,3 +150,12 @@ def test_unknown_resampler_lists_choices():
     x, y = _numeric_data()
     with pytest.raises(UserError, match="unknown resampler 'magic'; choose from random_over"):
         _run("magic", x, y, [False] * 4)
+
+
+def test_row_provenance_with_duplicate_rows_in_the_input():
+    real = np.array([[1.0, 1.0], [1.0, 1.0], [2.0, 2.0]])  # the input holds the same row twice
+    out = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 2.0]])  # one extra copy, nothing removed
+    y = np.zeros((4, 1), dtype=np.uint8)
+    synthetic, duplicated, prov = row_provenance(real, out, y, ["o"], method="test")
+    assert prov["rows"] == {"real": 3, "real_removed": 0, "duplicated": 1, "synthetic": 0}
+    assert duplicated.sum() == 1 and not synthetic.any()
