@@ -415,13 +415,13 @@ def gate_failures(report: dict, *, max_discriminative_auroc: float, max_near_cop
             f"discriminative AUROC {auroc:.3f} is above the limit {max_discriminative_auroc:.3f}: a classifier "
             "tells the synthetic rows from real minority rows, so the model would learn generator artefacts; "
             "use fewer synthetic rows or another generator (see the per-feature tables for what differs), "
-            "or raise max_discriminative_auroc if this is expected")
+            "or raise --gate_max_auroc if this is expected")
     if not _is_nan(near_copy) and near_copy > max_near_copy_share:
         reasons.append(
             f"near-copy share {near_copy:.3f} is above the limit {max_near_copy_share:.3f}: that share of synthetic "
             "rows sits closer to a real row than 95% of real rows are to each other, so they repeat training "
-            "records instead of adding new ones; use more neighbours or more noise in the generator, "
-            "or raise max_near_copy_share if this is expected")
+            "records instead of adding new ones; use fewer synthetic rows, more neighbours or another generator, "
+            "or raise --gate_max_near_copies if this is expected")
     return reasons
 
 
