@@ -210,3 +210,29 @@ def test_all_positive_advice_knows_whether_thresholds_are_tuned(caplog):
     (with_tuning,) = _run(tuned, [_epoch(label_a=N_VAL)], caplog)[0]
     assert "pass --optimize_thresholds" in plain and "macro_f1_tuned" not in plain
     assert "pass --optimize_thresholds" not in with_tuning and "--early_stop_metric macro_f1_tuned" in with_tuning
+
+
+def test_tensorboard_gets_per_label_scalars_and_the_synthetic_quality(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from imbalance.reporting import EpochLogger
+    from imbalance.synthetic_quality import quality_report, report_markdown
+
+    rng = np.random.default_rng(RND_SEED)
+    real, synth = rng.normal(size=(60, 3)), rng.normal(size=(40, 3)) + 0.5
+    quality = quality_report(real, synth, kinds=["numeric"] * 3, names=["a", "b", "c"], seed=0)
+    label = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "auroc": 0.8, "auprc": 0.4, "n_pos_pred": 4, "threshold": 0.5}
+    metrics = {"labels": {"y": label}, "macro": label}
+    record = {"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "lr": 1e-3, "val": metrics, "val_tuned": metrics,
+              "improved": True, "train_loss_per_label": {"y": 0.7}, "val_loss_per_label": {"y": 0.6}}
+    writer = EpochLogger(tmp_path, ["y"], quiet=True)
+    writer.log_epoch(record)
+    writer.log_synthetic_quality(quality, report_markdown(quality))
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"y/f1", "y/auroc", "y/n_pos_pred", "y/loss_val", "lr", "loss/train"} <= tags
+    assert {"synthetic/discriminative_auroc", "synthetic/near_copy_share", "synthetic/mmd2"} <= tags
+    assert events.Scalars("synthetic/discriminative_auroc")[0].value == pytest.approx(quality["discriminative_auroc"], abs=1e-6)
+    assert events.Scalars("y/recall")[0].value == pytest.approx(0.25)
