@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from imbalance.augmentation import augment_training_split
 from imbalance.baselines import baseline_scores
@@ -31,6 +32,7 @@ from imbalance.checkpoint import build_checkpoint, save_checkpoint
 from imbalance.class_weights import compute_class_weights
 from imbalance.config import TrainConfig, parse_config, split_list
 from imbalance.data import load_table
+from imbalance.distributed import init_distributed
 from imbalance.errors import UserError
 from imbalance.inference import prediction_frame
 from imbalance.losses import build_loss
@@ -112,6 +114,11 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.num_threads or cfg.batch_size <= 512:
         torch.set_num_threads(cfg.num_threads or 1)
     device = resolve_device(cfg.device)
+    dist = init_distributed(device)  # a no-op unless started by torchrun
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.ERROR)  # rank 0 speaks for the run
     started = time.perf_counter()
 
     # -- data: load, split, fit preprocessing on the training rows only ---------------------------
@@ -150,26 +157,31 @@ def train(cfg: TrainConfig) -> dict:
     loss_fn = build_loss(cfg.loss_type, class_weights=torch.tensor(class_weights, dtype=torch.float32),
                          focal_gamma=cfg.focal_gamma, focal_alpha=cfg.focal_alpha).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = build_sampler(y["train"], weighted=cfg.use_weighted_sampling, method=cfg.weight_method, seed=cfg.seed)
+    sampler = build_sampler(y["train"], weighted=cfg.use_weighted_sampling, method=cfg.weight_method, seed=cfg.seed,
+                            world_size=dist.world_size)
+    train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.enabled else model
     tensors = {part: (torch.from_numpy(x[part]).to(device), torch.from_numpy(y[part]).float().to(device)) for part in x}
 
     # -- the run folder: resolved config first, then checkpoints as training goes -----------------
-    out = prepare_run_dir(cfg.output_dir)
-    write_json_atomic(out / "config.json", cfg.to_dict())
-    epoch_log = EpochLogger(out / "tensorboard" if cfg.tensorboard else None, names, quiet=cfg.quiet)
-    if augmented is not None:
+    out = Path(cfg.output_dir)
+    if dist.is_main:
+        prepare_run_dir(cfg.output_dir)
+        write_json_atomic(out / "config.json", cfg.to_dict())
+    epoch_log = EpochLogger(out / "tensorboard" if cfg.tensorboard and dist.is_main else None, names, quiet=cfg.quiet)
+    failures = [] if augmented is None or augmented.quality is None else gate_failures(
+        augmented.quality, max_discriminative_auroc=cfg.gate_max_auroc, max_near_copy_share=cfg.gate_max_near_copies)
+    if augmented is not None and dist.is_main:
         write_json_atomic(out / "augmentation.json", augmented.provenance)
         if augmented.quality is not None:
             write_json_atomic(out / "synthetic_quality.json", augmented.quality)
             (out / "synthetic_quality.md").write_text(report_markdown(augmented.quality))
             epoch_log.log_synthetic_quality(augmented.quality, report_markdown(augmented.quality))
-            failures = gate_failures(augmented.quality, max_discriminative_auroc=cfg.gate_max_auroc,
-                                     max_near_copy_share=cfg.gate_max_near_copies)
-            for reason in failures:
-                log.warning("synthetic data quality: %s", reason)
-            if failures and cfg.quality_gate:
-                epoch_log.close()
-                raise UserError(f"--quality_gate refused to train: {failures[0]} (report: {out / 'synthetic_quality.md'})")
+        for reason in failures:
+            log.warning("synthetic data quality: %s", reason)
+    if failures and cfg.quality_gate:  # every rank stops: they all measured the same rows
+        epoch_log.close()
+        raise UserError(f"--quality_gate refused to train: {failures[0]} (report: {out / 'synthetic_quality.md'})")
     guard = CollapseGuard(names, patience=cfg.collapse_patience, optimize_thresholds=cfg.optimize_thresholds)
 
     def checkpoint(state, *, epoch, thresholds, source, metrics, **resume_state):
@@ -191,12 +203,16 @@ def train(cfg: TrainConfig) -> dict:
         ), out / "last.pt")
 
     result = fit(
-        model, train=tensors["train"], val=tensors["val"], sampler=sampler, loss_fn=loss_fn, optimizer=optimizer,
+        train_model, train=tensors["train"], val=tensors["val"], sampler=sampler, loss_fn=loss_fn, optimizer=optimizer,
         label_names=names, epochs=cfg.epochs, batch_size=cfg.batch_size, early_stop_metric=cfg.early_stop_metric,
         early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta, threshold_metric=cfg.threshold_metric,
         lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=cfg.seed,
-        progress=not cfg.quiet and sys.stderr.isatty(), on_epoch_end=on_epoch_end,
+        progress=not cfg.quiet and sys.stderr.isatty(), on_epoch_end=on_epoch_end, dist=dist,
     )
+    if not dist.is_main:  # rank 0 scores, reports and saves; the others wait for it
+        dist.barrier()
+        dist.close()
+        return {}
     model.load_state_dict(result.best_state)
 
     # -- thresholds on validation, then one honest score on the held-out split --------------------
@@ -261,6 +277,8 @@ def train(cfg: TrainConfig) -> dict:
     if collapsed_final or guard.collapsed:
         print(f"\ncollapsed labels: final {collapsed_final or 'none'}; during training {dict(guard.collapsed) or 'none'}")
     print(f"\nrun folder: {out}  (best.pt, last.pt, metrics.json, report.md, config.json)")
+    dist.barrier()
+    dist.close()
     return report
 
 

@@ -141,15 +141,24 @@ class WeightedIndexSampler:
 
 
 class ShuffleSampler:
-    """Every row once per epoch in a fresh random order (no weighting)."""
+    """Every row once per epoch in a fresh random order (no weighting).
 
-    def __init__(self, num_rows: int, *, seed: int = 0) -> None:
+    With ``num_samples`` above the row count (a distributed run needs an epoch that splits
+    evenly over its processes) the permutation is padded with its own first rows.
+    """
+
+    def __init__(self, num_rows: int, *, num_samples: Optional[int] = None, seed: int = 0) -> None:
         self.num_rows = int(num_rows)
-        self.num_samples = self.num_rows
+        self.num_samples = int(num_samples if num_samples is not None else num_rows)
+        if self.num_samples < self.num_rows:
+            raise ValueError("num_samples must be at least the number of rows")
         self.seed = int(seed)
 
     def epoch_indices(self, epoch: int) -> torch.Tensor:
-        return torch.from_numpy(np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows))
+        order = np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows)
+        if self.num_samples > self.num_rows:
+            order = np.concatenate([order, order[: self.num_samples - self.num_rows]])
+        return torch.from_numpy(order)
 
 
 def iterate_batches(indices: torch.Tensor, batch_size: int, *, drop_singleton: bool = True) -> Iterator[torch.Tensor]:
@@ -166,8 +175,15 @@ def iterate_batches(indices: torch.Tensor, batch_size: int, *, drop_singleton: b
         yield batch
 
 
-def build_sampler(y_train: np.ndarray, *, weighted: bool, method: str, seed: int) -> "WeightedIndexSampler | ShuffleSampler":
-    """The training sampler: weighted draws with replacement, or a plain shuffle."""
+def build_sampler(
+    y_train: np.ndarray, *, weighted: bool, method: str, seed: int, world_size: int = 1
+) -> "WeightedIndexSampler | ShuffleSampler":
+    """The training sampler: weighted draws with replacement, or a plain shuffle.
+
+    An epoch is the row count rounded up to a multiple of ``world_size``, so that it splits
+    evenly over the processes of a distributed run.
+    """
+    num_samples = -(-len(y_train) // world_size) * world_size
     if weighted:
-        return WeightedIndexSampler(row_weights(y_train, method), seed=seed)
-    return ShuffleSampler(len(y_train), seed=seed)
+        return WeightedIndexSampler(row_weights(y_train, method), num_samples=num_samples, seed=seed)
+    return ShuffleSampler(len(y_train), num_samples=num_samples, seed=seed)

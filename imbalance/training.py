@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import DistContext
 from .early_stopping import EARLY_STOP_METRICS, EarlyStopping
 from .errors import UserError
 from .losses import ElementwiseLoss
@@ -102,7 +103,8 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     progress: bool = False,
     desc: str = "train",
-) -> dict[str, float]:
+    dist: Optional[DistContext] = None,
+) -> dict[str, Any]:
     """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss."""
     model.train()
     indices = indices.to(x.device)
@@ -120,6 +122,9 @@ def train_one_epoch(
         # Accumulate on device: a .item() per batch would force a sync every step.
         total += per_element.detach().sum(dim=0)
         rows += idx.numel()
+    if dist is not None and dist.enabled:  # the epoch's loss over every process's rows
+        total = dist.sum(total)
+        rows = int(dist.sum(torch.tensor(rows, device=x.device)))
     per_label = (total / max(rows, 1)).tolist()
     return {"loss": float(np.mean(per_label)), "loss_per_label": per_label, "rows": rows}
 
@@ -148,25 +153,29 @@ def evaluate(
     label_names: Sequence[str],
     threshold_metric: str = "f1",
     batch_size: int = 8192,
+    dist: Optional[DistContext] = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validation loss and per-label metrics at 0.5 and at thresholds tuned on these rows.
 
-    Returns the metric dict and the probabilities (n, L) as a numpy array.
+    Under ``torchrun`` each process scores a chunk of the rows and the logits are gathered, so
+    every process computes the same metrics from all predictions. Returns the metric dict and
+    the probabilities (n, L) as a numpy array.
     """
     model.eval()
-    total = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
-    probs = []
-    for i in range(0, x.shape[0], batch_size):
-        logits = model(x[i : i + batch_size])
-        total += loss_fn.elementwise(logits, y[i : i + batch_size]).sum(dim=0)
-        probs.append(torch.sigmoid(logits.float()))
-    prob = torch.cat(probs).cpu().numpy()
+    dist = dist or DistContext()
+    start, stop = dist.row_range(x.shape[0])
+    part = x[start:stop]
+    logits = torch.cat([model(part[i : i + batch_size]).float() for i in range(0, part.shape[0], batch_size)]) \
+        if part.shape[0] else torch.empty((0, y.shape[1]), device=x.device)
+    logits = dist.gather_rows(logits, x.shape[0])
+    per_label = loss_fn.elementwise(logits, y).double().mean(dim=0) if x.shape[0] else torch.zeros(y.shape[1])
+    prob = torch.sigmoid(logits).cpu().numpy()
     truth = y.cpu().numpy()
     fixed = np.full(len(label_names), DEFAULT_THRESHOLD)
     tuned, _ = optimize_thresholds(truth, prob, threshold_metric, fallback=DEFAULT_THRESHOLD, warn=False)
     record = {
-        "loss": float(total.mean()) / max(x.shape[0], 1),
-        "loss_per_label": (total / max(x.shape[0], 1)).tolist(),
+        "loss": float(per_label.mean()),
+        "loss_per_label": per_label.tolist(),
         "at_default": label_metrics(truth, prob, fixed, list(label_names)),
         "tuned": label_metrics(truth, prob, tuned, list(label_names)),
     }
@@ -205,18 +214,23 @@ def fit(
     seed: int = 0,
     progress: bool = False,
     on_epoch_end: Optional[EpochCallback] = None,
+    dist: Optional[DistContext] = None,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
     Each epoch's record (a plain dict) is passed to ``on_epoch_end`` with the validation
-    probabilities; ``record["improved"]`` tells whether it is the new best.
+    probabilities; ``record["improved"]`` tells whether it is the new best. Under ``torchrun``
+    (``dist``), ``model`` is the DistributedDataParallel wrapper, each process trains on its
+    shard of every epoch, and ``on_epoch_end`` runs on rank 0 only.
     """
+    dist = dist or DistContext()
+    module = getattr(model, "module", model)  # the bare model inside a DDP wrapper
     watch = EARLY_STOP_METRICS.get(early_stop_metric)
     stopper = EarlyStopping(mode=watch.mode, patience=early_stop_patience, min_delta=min_delta)
     step_schedule = LR_SCHEDULERS.get(lr_scheduler)(optimizer, epochs=epochs, mode=watch.mode, patience=early_stop_patience)
     x_train, y_train = train
     x_val, y_val = val
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(module.state_dict())
     history = []
     stopped_early = False
     for epoch in range(1, epochs + 1):
@@ -224,16 +238,16 @@ def fit(
         torch.manual_seed(seed * 100_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
-            model, x_train, y_train, sampler.epoch_indices(epoch),
+            model, x_train, y_train, dist.shard(sampler.epoch_indices(epoch)),
             loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, grad_clip=grad_clip,
-            progress=progress, desc=f"epoch {epoch}",
+            progress=progress and dist.is_main, desc=f"epoch {epoch}", dist=dist,
         )
         if not math.isfinite(stats["loss"]):
             raise UserError(
                 f"training loss became {stats['loss']} in epoch {epoch}; lower --lr or --class_weight_multiplier, or set --grad_clip 1.0"
             )
         val_record, val_prob = evaluate(
-            model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric
+            model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric, dist=dist
         )
         record = {
             "epoch": epoch,
@@ -250,9 +264,9 @@ def fit(
         record["improved"] = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
         record["best_epoch"], record["best_score"] = stopper.best_epoch, stopper.best_score
         if record["improved"]:
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(module.state_dict())
         history.append(record)
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and dist.is_main:
             on_epoch_end(record, val_prob)
         if step_schedule is not None:
             step_schedule(score)
@@ -265,7 +279,7 @@ def fit(
             break
     best_epoch = stopper.best_epoch if stopper.best_epoch > 0 else history[-1]["epoch"]
     if stopper.best_epoch < 0:
-        best_state = copy.deepcopy(model.state_dict())
+        best_state = copy.deepcopy(module.state_dict())
         logger.warning("%s was undefined in every epoch; keeping the last epoch's weights", early_stop_metric)
     return FitResult(
         best_epoch=best_epoch, best_score=stopper.best_score, best_state=best_state,
