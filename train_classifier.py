@@ -207,7 +207,7 @@ def train(cfg: TrainConfig) -> dict:
         label_names=names, epochs=cfg.epochs, batch_size=cfg.batch_size, early_stop_metric=cfg.early_stop_metric,
         early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta, threshold_metric=cfg.threshold_metric,
         lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=cfg.seed,
-        progress=not cfg.quiet and sys.stderr.isatty(), on_epoch_end=on_epoch_end, dist=dist,
+        progress=not cfg.quiet and sys.stderr.isatty(), on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp,
     )
     if not dist.is_main:  # rank 0 scores, reports and saves; the others wait for it
         dist.barrier()

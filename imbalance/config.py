@@ -142,7 +142,8 @@ class TrainConfig:
     optimizer: str = _opt("adam", "optimizer", choices=OPTIMIZERS.names())
     lr_scheduler: str = _opt("none", "learning-rate schedule", choices=LR_SCHEDULERS.names())
     grad_clip: float = _opt(0.0, "clip the gradient norm to this value (0 = off)")
-    device: str = _opt("auto", "auto, cpu or cuda", choices=["auto", "cpu", "cuda"])
+    device: str = _opt("auto", "where to train (auto = cuda when available)", choices=["auto", "cpu", "cuda"])
+    amp: bool = _switch(False, "bf16 autocast for the model's forward pass (losses stay float32)")
     num_threads: int = _opt(0, "torch CPU threads (0 = auto: 1 for batches up to 512 rows, torch's default above)")
 
     # -- reporting -------------------------------------------------------------------------

@@ -45,14 +45,24 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 LR_SCHEDULERS: Registry[Callable[..., Optional[Callable[[float], None]]]] = Registry("lr scheduler")
 
 
+def _fused(cls: type, params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+    """The fused (single-kernel) implementation where torch has one for these parameters: for a
+    small MLP the optimizer step is a large share of each training step."""
+    params = list(params)
+    try:
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):
+        return cls(params, **kwargs)
+
+
 @OPTIMIZERS.register("adam")
 def _adam(params: Any, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return _fused(torch.optim.Adam, params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params: Any, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return _fused(torch.optim.AdamW, params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("sgd")
@@ -104,6 +114,7 @@ def train_one_epoch(
     progress: bool = False,
     desc: str = "train",
     dist: Optional[DistContext] = None,
+    amp: bool = False,
 ) -> dict[str, Any]:
     """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss."""
     model.train()
@@ -112,7 +123,9 @@ def train_one_epoch(
     rows = 0
     n_batches = math.ceil(indices.numel() / batch_size)
     for idx in _progress(iterate_batches(indices, batch_size), total=n_batches, enabled=progress, desc=desc):
-        per_element = loss_fn.elementwise(model(x[idx]), y[idx])
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x[idx])
+        per_element = loss_fn.elementwise(logits, y[idx])  # losses compute in float32
         loss = per_element.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,6 +167,7 @@ def evaluate(
     threshold_metric: str = "f1",
     batch_size: int = 8192,
     dist: Optional[DistContext] = None,
+    amp: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validation loss and per-label metrics at 0.5 and at thresholds tuned on these rows.
 
@@ -165,8 +179,9 @@ def evaluate(
     dist = dist or DistContext()
     start, stop = dist.row_range(x.shape[0])
     part = x[start:stop]
-    logits = torch.cat([model(part[i : i + batch_size]).float() for i in range(0, part.shape[0], batch_size)]) \
-        if part.shape[0] else torch.empty((0, y.shape[1]), device=x.device)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = torch.cat([model(part[i : i + batch_size]).float() for i in range(0, part.shape[0], batch_size)]) \
+            if part.shape[0] else torch.empty((0, y.shape[1]), device=x.device)
     logits = dist.gather_rows(logits, x.shape[0])
     per_label = loss_fn.elementwise(logits, y).double().mean(dim=0) if x.shape[0] else torch.zeros(y.shape[1])
     prob = torch.sigmoid(logits).cpu().numpy()
@@ -215,6 +230,7 @@ def fit(
     progress: bool = False,
     on_epoch_end: Optional[EpochCallback] = None,
     dist: Optional[DistContext] = None,
+    amp: bool = False,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
@@ -240,14 +256,15 @@ def fit(
         stats = train_one_epoch(
             model, x_train, y_train, dist.shard(sampler.epoch_indices(epoch)),
             loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, grad_clip=grad_clip,
-            progress=progress and dist.is_main, desc=f"epoch {epoch}", dist=dist,
+            progress=progress and dist.is_main, desc=f"epoch {epoch}", dist=dist, amp=amp,
         )
         if not math.isfinite(stats["loss"]):
             raise UserError(
                 f"training loss became {stats['loss']} in epoch {epoch}; lower --lr or --class_weight_multiplier, or set --grad_clip 1.0"
             )
         val_record, val_prob = evaluate(
-            model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric, dist=dist
+            model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric, dist=dist,
+            amp=amp,
         )
         record = {
             "epoch": epoch,

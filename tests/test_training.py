@@ -136,3 +136,25 @@ def test_every_scheduler_runs_and_only_schedules_change_the_rate(name):
         assert len(set(rates)) == 1
     if name == "cosine":
         assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+
+
+def test_bf16_autocast_trains_with_float32_losses():
+    x, y = _problem()
+    model = _model(6, 2)
+    loss_fn = build_loss("focal", class_weights=torch.tensor([9.0, 9.0]))
+    opt = build_optimizer("adam", model, lr=1e-2)
+    first = last = None
+    for epoch in range(4):
+        stats = train_one_epoch(model, x, y, ShuffleSampler(len(x), seed=0).epoch_indices(epoch),
+                                loss_fn=loss_fn, optimizer=opt, batch_size=128, amp=True)
+        first = stats["loss"] if first is None else first
+        last = stats["loss"]
+    assert np.isfinite(last) and last < first
+    record, prob = evaluate(model, x, y, loss_fn=loss_fn, label_names=["a", "b"], amp=True)
+    assert prob.dtype == np.float32 and np.isfinite(record["loss"])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_family_uses_the_fused_step_on_float32_parameters(name):
+    opt = build_optimizer(name, _model(6, 2), lr=1e-3)
+    assert opt.defaults.get("fused") is True
