@@ -44,7 +44,7 @@ from imbalance.reporting import (
 )
 from imbalance.sampling import build_sampler, expected_positive_share, row_weights
 from imbalance.splitting import split_indices
-from imbalance.synthetic_quality import gate_failures, report_markdown
+from imbalance.synthetic_quality import gate_failures, quality_summary, report_markdown
 from imbalance.thresholds import optimize_thresholds
 from imbalance.training import DEFAULT_THRESHOLD, build_optimizer, fit, predict_proba
 from models import create_model, model_config_for
@@ -247,8 +247,7 @@ def train(cfg: TrainConfig) -> dict:
         "models": report_models,
         "augmentation": None if augmented is None else {
             "provenance": augmented.provenance,
-            "quality": None if augmented.quality is None else {
-                k: augmented.quality.get(k) for k in ("n_real", "n_synthetic", "exact_duplicates", "mmd", "discriminative_auroc", "privacy", "coverage", "diversity")},
+            "quality": None if augmented.quality is None else quality_summary(augmented.quality),
         },
         "collapsed": {"final": collapsed_final, "during_training": dict(guard.collapsed)},
         "history": [{**{k: r[k] for k in ("epoch", "train_loss", "val_loss", "score", "lr")},

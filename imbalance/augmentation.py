@@ -35,6 +35,8 @@ __all__ = ["AUGMENT_STRATEGIES", "AugmentedTrain", "augment_training_split", "ge
 
 logger = logging.getLogger(__name__)
 
+_MIN_QUALITY_ROWS = 5  # fewer rows on either side make a per-label comparison meaningless
+
 AUGMENT_STRATEGIES: Registry[Any] = Registry("augment strategy")
 AUGMENT_STRATEGIES.register("conservative")(lambda n_pos, n_neg: 2 * n_pos)
 AUGMENT_STRATEGIES.register("moderate")(lambda n_pos, n_neg: 4 * n_pos)
@@ -177,12 +179,28 @@ def augment_training_split(
     if synthetic.any():
         from .synthetic_quality import duplicate_mask, quality_report
 
-        minority = out_y[: len(real)].any(axis=1)
-        real_minority = real[minority]
-        quality = quality_report(
-            real_minority, x[synthetic], kinds=[k for _, k in columns], names=names,
-            real_frame=pre.decode(real_minority), synthetic_frame=pre.decode(x[synthetic]), seed=seed,
-        )
+        kinds = [k for _, k in columns]
+
+        def compare(real_rows: np.ndarray, synthetic_rows: np.ndarray) -> dict[str, Any]:
+            return quality_report(real_rows, synthetic_rows, kinds=kinds, names=names, real_frame=pre.decode(real_rows),
+                                  synthetic_frame=pre.decode(synthetic_rows), seed=seed)
+
+        # Each label's synthetic positives against its own real positives: pooling labels would
+        # compare rows made for a rare label with the positives of every other label.
+        real_y = out_y[: len(real)]
+        per_label = {}
+        for j, name in enumerate(label_names):
+            made = synthetic & (out_y[:, j] == 1)
+            if made.sum() >= _MIN_QUALITY_ROWS and real_y[:, j].sum() >= _MIN_QUALITY_ROWS:
+                per_label[name] = compare(real[real_y[:, j] == 1], x[made])
+        if per_label:
+            # The label with the most synthetic rows leads the report; the gate checks every label.
+            lead = max(per_label, key=lambda n: per_label[n]["n_synthetic"])
+            quality = {**per_label[lead], "label": lead}
+            if len(per_label) > 1:
+                quality["per_label"] = per_label
+        else:
+            quality = compare(real[real_y.any(axis=1)], x[synthetic])
         # Exact copies of real rows add nothing new and would leak memorisation: drop them.
         dupes = np.zeros(len(x), dtype=bool)
         dupes[np.flatnonzero(synthetic)] = duplicate_mask(real, x[synthetic])

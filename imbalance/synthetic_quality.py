@@ -24,7 +24,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["quality_report", "duplicate_mask", "gate_failures", "report_markdown"]
+__all__ = [
+    "quality_summary", "quality_report", "duplicate_mask", "gate_failures", "report_markdown"]
 
 logger = logging.getLogger(__name__)
 
@@ -398,11 +399,27 @@ def _coverage(real: np.ndarray, synth: np.ndarray, k: int, radius: Optional[np.n
 
 
 # -- the quality gate and the Markdown page -----------------------------------------------------
+_SUMMARY_KEYS = ("label", "n_real", "n_synthetic", "exact_duplicates", "mmd", "discriminative_auroc", "privacy", "coverage", "diversity")
+
+
+def quality_summary(report: dict) -> dict:
+    """The headline numbers of a report (per label too), without the per-feature tables."""
+    summary = {k: report[k] for k in _SUMMARY_KEYS if k in report}
+    if "per_label" in report:
+        summary["per_label"] = {name: quality_summary(sub) for name, sub in report["per_label"].items()}
+    return summary
+
+
 def gate_failures(report: dict, *, max_discriminative_auroc: float, max_near_copy_share: float) -> list[str]:
     """Reasons to refuse training on these synthetic rows; an empty list means they pass.
 
     A measure that is NaN (too few rows to estimate it) cannot fail the gate; that is logged.
+    A multi-label report (with ``per_label`` reports) fails when any label's report fails.
     """
+    if "per_label" in report:
+        return [f"label '{name}': {reason}" for name, sub in report["per_label"].items()
+                for reason in gate_failures(sub, max_discriminative_auroc=max_discriminative_auroc,
+                                            max_near_copy_share=max_near_copy_share)]
     reasons = []
     auroc = report.get("discriminative_auroc", math.nan)
     near_copy = report.get("privacy", {}).get("near_copy_share", math.nan)
@@ -462,6 +479,15 @@ def report_markdown(report: dict, *, title: str = "Synthetic data quality") -> s
     privacy = report["privacy"]
     auroc = report["discriminative_auroc"]
     lines = [f"# {title}", ""]
+    if "per_label" in report:
+        lines += ["Each label's synthetic positives against its real positives:", "",
+                  "| label | real | synthetic | discriminative AUROC | near-copy share | MMD² |", "|---|---:|---:|---:|---:|---:|"]
+        for name, sub in report["per_label"].items():
+            lines.append(f"| {_cell(name)} | {sub['n_real']} | {sub['n_synthetic']} | {_fmt(sub['discriminative_auroc'])} | "
+                         f"{_fmt(sub['privacy']['near_copy_share'])} | {_fmt(sub['mmd']['mmd2'], 4)} |")
+        lines += ["", f"Details below for `{report.get('label')}`, the label with the most synthetic rows.", ""]
+    elif report.get("label"):
+        lines += [f"Synthetic positives of `{report['label']}` against its real positives.", ""]
     lines += [
         f"- rows: {report['n_real']} real minority, {report['n_synthetic']} synthetic"
         + (f" (pairwise measures on {report['rows_compared']['real']} / {report['rows_compared']['synthetic']})"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from imbalance.preprocessing import TabularPreprocessor
-from imbalance.synthetic_quality import duplicate_mask, gate_failures, quality_report, report_markdown
+from imbalance.synthetic_quality import duplicate_mask, gate_failures, quality_report, quality_summary, report_markdown
 
 N = 800
 KINDS = ["numeric", "numeric", "numeric", "categorical", "categorical"]
@@ -239,3 +239,22 @@ def test_bad_inputs_are_refused():
         _report(real, real[:0])
     with pytest.raises(ValueError, match="both"):
         _report(real, real, real_frame=pd.DataFrame(real))
+
+
+def test_multilabel_report_gates_on_every_label():
+    rng = np.random.default_rng(7)
+    same = quality_report(rng.normal(size=(80, 2)), rng.normal(size=(60, 2)), kinds=["numeric"] * 2, names=["a", "b"], seed=0)
+    shifted = quality_report(rng.normal(size=(80, 2)), rng.normal(size=(60, 2)) + 3, kinds=["numeric"] * 2, names=["a", "b"], seed=0)
+    report = {**same, "label": "common", "per_label": {"common": same, "rare": shifted}}
+    reasons = gate_failures(report, max_discriminative_auroc=0.85, max_near_copy_share=1.0)
+    assert len(reasons) == 1 and reasons[0].startswith("label 'rare': discriminative AUROC")
+    text = report_markdown(report)
+    assert "| rare |" in text and "| common |" in text
+
+
+def test_quality_summary_keeps_headlines_and_drops_tables():
+    rng = np.random.default_rng(3)
+    report = quality_report(rng.normal(size=(50, 2)), rng.normal(size=(40, 2)), kinds=["numeric"] * 2, names=["a", "b"], seed=0)
+    summary = quality_summary({**report, "per_label": {"x": report}})
+    assert summary["discriminative_auroc"] == report["discriminative_auroc"] and "numeric" not in summary
+    assert summary["per_label"]["x"]["privacy"] == report["privacy"]
