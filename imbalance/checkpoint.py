@@ -89,7 +89,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """Load and check a checkpoint (a file, or a run folder's best.pt) with ``weights_only=True``."""
     path = resolve_checkpoint_path(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)  # plain data only, no pickled objects
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({first})") from None
