@@ -22,16 +22,20 @@ expected to be positive). Then, each in its own subprocess (this script with the
 
 Peak memory: the worker builds its inputs (y, weights), records its RSS, resets the kernel's
 RSS high-water mark (``/proc/self/clear_refs``) and reports the high-water mark reached during
-construction and the draws minus that RSS ("extra MB": what the method itself needs), plus the
-process's overall peak RSS (inputs included). Where clear_refs is unavailable only
-``ru_maxrss`` (the overall peak) is reported.
+construction ("build") and during one epoch's draw ("draw"), each minus that RSS ("extra MB":
+what the method itself needs), plus the process's overall peak RSS (inputs and the torch
+import included). Where clear_refs is unavailable only ``ru_maxrss`` (the overall peak) is
+reported.
 
-Class shares: the share of positive rows in the epoch-0 draw is checked against
+Class shares: the share of positive rows drawn is checked against
 ``expected_positive_share(y, weights)`` with a chi-square test on the [positive, negative]
-counts (scipy.stats.chisquare); a p-value that is not tiny means the draw matches the weights.
+counts (scipy.stats.chisquare), once for the epoch-0 draw of the first repeat and once for the
+counts pooled over all draws of all repeats; a p-value that is not tiny means the draws match
+the weights (one p-value below 0.05 in a table of several is expected by chance).
 
-Each (size, method) worker runs ``--repeats`` times, interleaved (toolkit, reference, toolkit,
-...), and the tables give medians over repeats (and over the draws inside a worker).
+Each (size, method) worker runs ``--repeats`` times, interleaved (toolkit, reference, then
+reference, toolkit, ...), each repeat with its own labels and seed (shared by the two methods),
+and the tables give medians over repeats (and over the draws inside a worker).
 """
 
 from __future__ import annotations
@@ -83,33 +87,37 @@ def _reset_peak() -> bool:
 
 
 class _PeakTracker:
-    """Peak RSS above a baseline, across several phases separated by :meth:`pause`."""
+    """Peak RSS above a baseline (the RSS at creation), per named phase.
+
+    A phase runs from :meth:`resume` (or creation) to :meth:`pause`; bookkeeping between
+    phases (counting positives) is not counted.
+    """
 
     def __init__(self) -> None:
         gc.collect()
         self.process_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.baseline_kb = _status_kb("VmRSS")
         self.can_reset = self.baseline_kb is not None and _reset_peak()
-        self.extra_kb = 0
+        self.extra_kb: dict[str, int] = {}
 
-    def pause(self) -> None:
+    def pause(self, phase: str) -> None:
         """Record the high-water mark of the phase that just ended."""
         if self.can_reset:
             hwm = _status_kb("VmHWM")
             self.process_peak_kb = max(self.process_peak_kb, hwm)
-            self.extra_kb = max(self.extra_kb, hwm - self.baseline_kb)
+            self.extra_kb[phase] = max(self.extra_kb.get(phase, 0), hwm - self.baseline_kb)
         else:
             self.process_peak_kb = max(self.process_peak_kb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
     def resume(self) -> None:
-        """Start a new phase (bookkeeping in between is not counted)."""
+        """Start a new phase."""
         if self.can_reset:
             _reset_peak()
 
     def result(self) -> dict:
         return {
             "process_peak_mb": self.process_peak_kb / 1024,
-            "extra_peak_mb": self.extra_kb / 1024 if self.can_reset else None,
+            "extra_peak_mb": {k: v / 1024 for k, v in self.extra_kb.items()} if self.can_reset else None,
         }
 
 
@@ -139,22 +147,21 @@ def worker(method: str, n: int, draws: int, seed: int) -> dict:
     weights_s = time.perf_counter() - started
     share = float(expected_positive_share(y, weights)[0])
     out: dict = {"method": method, "rows": n, "positives": int(y.sum()), "expected_share": share,
-                 "weights_s": weights_s, "draw_s": [], "fails": None}
+                 "weights_s": weights_s, "draw_s": [], "drawn_positives": [], "fails": None}
 
     peak = _PeakTracker()
     if method == "toolkit":
         started = time.perf_counter()
         sampler = WeightedIndexSampler(weights, seed=seed)
         out["build_s"] = time.perf_counter() - started
-        peak.pause()
+        peak.pause("build")
         for epoch in range(draws):
             peak.resume()
             started = time.perf_counter()
             idx = sampler.epoch_indices(epoch)
             out["draw_s"].append(time.perf_counter() - started)
-            peak.pause()
-            if epoch == 0:
-                out["drawn_positives"] = int(np.count_nonzero(y[idx.numpy()]))
+            peak.pause("draw")
+            out["drawn_positives"].append(int(np.count_nonzero(y[idx.numpy()])))
             del idx
     else:
         from torch.utils.data import WeightedRandomSampler
@@ -162,7 +169,7 @@ def worker(method: str, n: int, draws: int, seed: int) -> dict:
         started = time.perf_counter()
         sampler = WeightedRandomSampler(weights, num_samples=n, replacement=True)
         out["build_s"] = time.perf_counter() - started
-        peak.pause()
+        peak.pause("build")
         for epoch in range(draws):
             peak.resume()
             torch.manual_seed(seed * 1000 + epoch)
@@ -174,9 +181,8 @@ def worker(method: str, n: int, draws: int, seed: int) -> dict:
                 out["fails"] = str(exc).strip().splitlines()[0]
                 break
             out["draw_s"].append(time.perf_counter() - started)
-            peak.pause()
-            if epoch == 0:
-                out["drawn_positives"] = int(np.count_nonzero(y[idx.numpy()]))
+            peak.pause("draw")
+            out["drawn_positives"].append(int(np.count_nonzero(y[idx.numpy()])))
             del idx
         if out["fails"] is None and n <= LIST_SAMPLER_MAX_ROWS:
             peak.resume()
@@ -184,7 +190,7 @@ def worker(method: str, n: int, draws: int, seed: int) -> dict:
             started = time.perf_counter()
             listed = list(sampler)
             out["list_s"] = time.perf_counter() - started
-            peak.pause()
+            peak.pause("list")
             del listed
     out.update(peak.result())
     return out
@@ -237,7 +243,9 @@ def main() -> None:
     for rep in range(repeats):
         for n in rows:
             for method in ("toolkit", "reference") if rep % 2 == 0 else ("reference", "toolkit"):
-                results[(n, method)].append(run_worker(method, n, args.draws, args.seed))
+                # Fresh labels and draws per (repeat, size); both methods of a pair share them.
+                seed = args.seed + 100 * rep + rows.index(n)
+                results[(n, method)].append(run_worker(method, n, args.draws, seed))
                 print(f"  repeat {rep + 1}/{repeats}, {n:,} rows, {method}: done "
                       f"({time.perf_counter() - wall:.0f} s)", file=sys.stderr, flush=True)
 
@@ -278,31 +286,53 @@ def main() -> None:
         print(f"\nFull reference epoch at {n:,} rows, `list(WeightedRandomSampler(...))`: {s:.3f} s "
               f"({s / tk_draw:.1f}x the toolkit's epoch_indices).")
 
-    print("\nPeak memory (MB). extra = RSS high-water mark during construction + draws minus the RSS "
-          "with the inputs (y, weights) already built; process = the worker's overall peak RSS.\n")
-    print("| rows | toolkit extra MB | reference extra MB | ratio (toolkit / ref) | toolkit process MB | reference process MB |")
-    print("|---|---|---|---|---|---|")
+    print("\nPeak memory (MB). extra = the worker's RSS high-water mark during construction (build) or "
+          "during one epoch's draw (draw; the sampler itself is held) minus its RSS with the inputs "
+          "(y, weights) already built; process = the worker's overall peak RSS, inputs and the "
+          "torch import (~250 MB) included. y + weights take 9 bytes/row.\n")
+    print("| rows | toolkit extra MB: build / draw | toolkit bytes/row (max) | reference extra MB: build / draw "
+          "| reference bytes/row (max) | ratio (toolkit / ref, max) | toolkit process MB | reference process MB |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def extra(runs: list, phase: str):
+        if runs[0]["extra_peak_mb"] is None:
+            return None
+        return _median([r["extra_peak_mb"].get(phase) for r in runs])
+
     for n in rows:
         tk, ref = results[(n, "toolkit")], results[(n, "reference")]
-        tk_extra = _median([r["extra_peak_mb"] for r in tk])
-        ref_extra = _median([r["extra_peak_mb"] for r in ref])
-        ratio = f"{tk_extra / ref_extra:.2f}" if tk_extra and ref_extra else "-"
-        fails = " (fails)" if any(r["fails"] for r in ref) else ""
-        print(f"| {n:,} | {_fmt(tk_extra, '.0f')} | {_fmt(ref_extra, '.0f')}{fails} | {ratio} "
+        fails = any(r["fails"] for r in ref)
+        tk_b, tk_d = extra(tk, "build"), extra(tk, "draw")
+        ref_b, ref_d = extra(ref, "build"), (None if fails else extra(ref, "draw"))
+        tk_max = max(v for v in (tk_b, tk_d) if v is not None) if tk_b is not None else None
+        ref_max = None if fails or ref_b is None else max(ref_b, ref_d)
+        ratio = f"{tk_max / ref_max:.1f}x" if tk_max and ref_max else "-"
+        ref_cell = "fails" if fails else f"{_fmt(ref_b, '.0f')} / {_fmt(ref_d, '.0f')}"
+        ref_bpr = "-" if ref_max is None else f"{ref_max * 2**20 / n:.0f}"
+        tk_bpr = "-" if tk_max is None else f"{tk_max * 2**20 / n:.0f}"
+        print(f"| {n:,} | {_fmt(tk_b, '.0f')} / {_fmt(tk_d, '.0f')} | {tk_bpr} | {ref_cell} | {ref_bpr} | {ratio} "
               f"| {_median([r['process_peak_mb'] for r in tk]):.0f} | {_median([r['process_peak_mb'] for r in ref]):.0f} |")
 
-    print("\nClass shares of the epoch-0 draw vs expected_positive_share (chi-square on [pos, neg] counts).\n")
-    print("| rows | positives in y | expected positive share | toolkit drawn share | toolkit chi-square p "
-          "| reference drawn share | reference chi-square p |")
-    print("|---|---|---|---|---|---|---|")
+    print("\nClass shares: drawn share of positive rows vs expected_positive_share(y, weights), chi-square "
+          "test on the [positive, negative] counts of the epoch-0 draw of the first repeat, and on the "
+          "counts pooled over every draw of every repeat (each repeat has its own labels and seed).\n")
+    print("| rows | positives in y | expected positive share | toolkit drawn share (pooled) | toolkit p (epoch 0) "
+          "| toolkit p (pooled) | reference drawn share (pooled) | reference p (epoch 0) | reference p (pooled) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def shares(runs: list) -> tuple[str, str, str]:
+        if not runs[0]["drawn_positives"]:
+            return "fails", "fails", "fails"
+        first = _chi_square(runs[0]["drawn_positives"][0], n, runs[0]["expected_share"])
+        pos = sum(sum(r["drawn_positives"]) for r in runs)
+        total = sum(n * len(r["drawn_positives"]) for r in runs)
+        expected = sum(r["expected_share"] * n * len(r["drawn_positives"]) for r in runs) / total
+        return f"{pos / total:.5f}", f"{first:.3f}", f"{_chi_square(pos, total, expected):.3f}"
+
     for n in rows:
-        tk, ref = results[(n, "toolkit")][0], results[(n, "reference")][0]
-        share = tk["expected_share"]
-        tk_pos, ref_pos = tk["drawn_positives"], ref.get("drawn_positives")
-        ref_share = "fails" if ref_pos is None else f"{ref_pos / n:.5f}"
-        ref_p = "fails" if ref_pos is None else f"{_chi_square(ref_pos, n, share):.3f}"
-        print(f"| {n:,} | {tk['positives']:,} | {share:.5f} | {tk_pos / n:.5f} "
-              f"| {_chi_square(tk_pos, n, share):.3f} | {ref_share} | {ref_p} |")
+        tk, ref = results[(n, "toolkit")], results[(n, "reference")]
+        print(f"| {n:,} | {tk[0]['positives']:,} | {tk[0]['expected_share']:.5f} | "
+              + " | ".join(shares(tk)) + " | " + " | ".join(shares(ref)) + " |")
     print(f"\nwall time {time.perf_counter() - wall:.0f} s")
 
 
