@@ -12,9 +12,10 @@ aggressive 5, balanced sqrt(r). At 5% prevalence the expected share of positive 
 is 18.7% (balanced) < 20.8% (aggressive) < 50% (per_class).
 
 ``torch.multinomial`` (and so ``WeightedRandomSampler``) refuses more than 2^24 categories. The
-weights above take few distinct values, so :class:`WeightedIndexSampler` draws how many rows
-come from each group of equal weight (one multinomial over the groups), then rows uniformly
-within each group, then shuffles: O(rows) per epoch and exact.
+weights above take few distinct values, so :class:`WeightedIndexSampler` groups rows of equal
+weight once, then draws every position independently: a group by its share of the total weight
+(a search over a handful of groups), then a row uniformly within it. O(rows) per epoch, exact,
+and already in random order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .registry import Registry
@@ -104,13 +106,18 @@ class WeightedIndexSampler:
         self.num_rows = weights.size
         self.num_samples = int(num_samples if num_samples is not None else weights.size)
         self.seed = int(seed)
-        values, inverse = np.unique(weights, return_inverse=True)
+        # Group rows by weight in O(rows): a hash factorisation, then a radix (stable) sort of
+        # small integer codes; np.unique would sort the float weights themselves.
+        codes, values = pd.factorize(weights, sort=True)
         if values.size <= _MAX_GROUPS:
-            counts = np.bincount(inverse, minlength=values.size)
-            self.group_rows_ = np.argsort(inverse, kind="stable")  # rows sorted by group
-            self.group_offsets_ = np.concatenate([[0], np.cumsum(counts)])
-            mass = values * counts
-            self.group_probs_ = mass / mass.sum()
+            codes = codes.astype(np.int16)
+            sizes = np.bincount(codes, minlength=values.size)
+            self.group_rows_ = np.argsort(codes, kind="stable")  # rows sorted by group
+            self.group_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            self.group_sizes_ = sizes
+            mass = np.asarray(values, dtype=np.float64) * sizes
+            self.group_cdf_ = np.cumsum(mass / mass.sum())
+            self.last_group_ = int(np.flatnonzero(mass)[-1])
             self.cdf_ = None
         else:
             self.group_rows_ = None
@@ -123,21 +130,15 @@ class WeightedIndexSampler:
 
     def epoch_indices(self, epoch: int) -> torch.Tensor:
         rng = self._rng(epoch)
+        n = self.num_samples
         if self.cdf_ is not None:
-            draws = np.searchsorted(self.cdf_, rng.random(self.num_samples) * self.cdf_[-1], side="right")
+            draws = np.searchsorted(self.cdf_, rng.random(n) * self.cdf_[-1], side="right")
             return torch.from_numpy(np.minimum(draws, self.last_drawable_))
-        per_group = rng.multinomial(self.num_samples, self.group_probs_)
-        out = np.empty(self.num_samples, dtype=np.int64)
-        pos = 0
-        for g, count in enumerate(per_group):
-            if count == 0:
-                continue
-            start, stop = self.group_offsets_[g], self.group_offsets_[g + 1]
-            picks = rng.integers(start, stop, size=count)
-            out[pos : pos + count] = self.group_rows_[picks]
-            pos += count
-        rng.shuffle(out)
-        return torch.from_numpy(out)
+        # Independent draws, each position on its own: a group by its share of the weight, then a
+        # row uniformly within the group. Already in random order, so no shuffle is needed.
+        group = np.minimum(np.searchsorted(self.group_cdf_, rng.random(n), side="right"), self.last_group_)
+        within = (rng.random(n) * self.group_sizes_[group]).astype(np.int64)
+        return torch.from_numpy(self.group_rows_[self.group_offsets_[group] + within])
 
 
 class ShuffleSampler:

@@ -1,0 +1,320 @@
+#!/usr/bin/env python
+"""Training throughput (rows/s) of the default MLP: the toolkit's loop vs the usual recipe and a minimal loop.
+
+Usage:
+    python benchmarks/throughput.py                  # 1M rows x 64 features, 5 repeats (~5-8 min on 2 cores)
+    python benchmarks/throughput.py --quick          # 100k rows, fewer steps, 3 repeats (~1 min)
+    python benchmarks/throughput.py --device cuda    # the same on a GPU (fails with "no CUDA device" without one)
+    python benchmarks/throughput.py --rows 1000000 --batches 32,4096 --threads 1,2 --repeats 5
+
+Data: ``--rows`` rows x 64 float32 features (standard normal), one binary label with 5%
+positives. Model: ``create_model("mlp", in_features=64, out_features=1, hidden_sizes=[64, 32],
+dropout=0.3)`` (the toolkit's default MLP), fresh for every measurement. Loss: BCE on logits.
+Training step = sampling + forward + loss + backward + optimizer step, on ``--device``.
+
+Three ways to train, timed on the same data, batch size and thread count:
+
+* toolkit:  ``sampler = build_sampler(y, weighted=True, method="per_class", seed=0)``, then
+  ``train_one_epoch(model, x, y, sampler.epoch_indices(e), loss_fn=build_loss("bce"),
+  optimizer=build_optimizer("adam", model, lr=1e-3), batch_size=B)``; the timed region
+  includes the weighted epoch draw (``epoch_indices``), not the sampler's construction.
+* usual:    the common PyTorch recipe: a per-row ``Dataset`` returning ``(x[i], y[i])``,
+  ``DataLoader(ds, batch_size=B, sampler=WeightedRandomSampler(w, num_samples, replacement=True))``
+  (num_workers=0; ``pin_memory=True`` on CUDA, tensors stay on the CPU), ``nn.BCEWithLogitsLoss``
+  and plain ``torch.optim.Adam`` (default implementation, not fused). ``w`` are the same
+  per-class row weights (positives n_neg/n_pos, negatives 1).
+* minimal:  a hand-written loop over pre-made tensors: the index batches are drawn beforehand
+  (``torch.multinomial`` over the same weights, outside the timed region), then
+  ``model(x[idx])``, ``F.binary_cross_entropy_with_logits``, ``zero_grad``, ``backward`` and the
+  same fused Adam as the toolkit. It is the floor of per-step overhead; the toolkit should be
+  >= 1.0x it.
+
+Timing: to keep the run short, each measurement times a fixed number of steps (``--steps``:
+2000 at batch 32, 200 at batch 4096; ``--quick`` 500 and 50) after 20 untimed warm-up steps,
+not a full epoch; every sampler draws exactly steps x batch rows (with replacement), so the
+figure is rows/s of training, comparable to a full epoch. Each measurement is run
+``--repeats`` times with ``torch.set_num_threads(t)`` for every ``--threads`` value; methods are
+interleaved (their order rotates every repeat) and the table gives medians over repeats.
+
+FLOP/s: forward multiply-adds per row = sum over the Linear layers of in x out
+(64*64 + 64*32 + 32*1 = 6176 for the default MLP); FLOPs per trained row = MACs x 2
+(multiply + add) x 3 (forward + backward for inputs and weights) = 37,056. Activations,
+dropout, loss and optimizer are not counted. The share is of the "measured peak": the best
+GFLOP/s of a large float32 matmul (2048 x 2048 on CPU, 8192 x 8192 on CUDA) in the same run
+with the same thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from imbalance.losses import build_loss  # noqa: E402
+from imbalance.sampling import build_sampler, row_weights  # noqa: E402
+from imbalance.training import build_optimizer, train_one_epoch  # noqa: E402
+from models import create_model  # noqa: E402
+
+N_FEATURES = 64
+POSITIVE_RATE = 0.05
+HIDDEN = [64, 32]
+WARMUP_STEPS = 20
+FULL_STEPS = {32: 2000, 4096: 200}
+QUICK_STEPS = {32: 500, 4096: 50}
+METHODS = ("toolkit", "usual", "minimal")
+
+
+def make_data(rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.standard_normal((rows, N_FEATURES), dtype=np.float32))
+    y_np = np.zeros((rows, 1), dtype=np.uint8)
+    y_np[rng.choice(rows, size=int(round(rows * POSITIVE_RATE)), replace=False), 0] = 1
+    return x, torch.from_numpy(y_np).float(), y_np
+
+
+def make_model(device: torch.device) -> nn.Module:
+    return create_model("mlp", in_features=N_FEATURES, out_features=1, hidden_sizes=HIDDEN, dropout=0.3).to(device)
+
+
+def forward_macs(model: nn.Module) -> int:
+    return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- the three methods
+
+
+def time_toolkit(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+    x, y = data["x_dev"], data["y_dev"]
+    model = make_model(device)
+    loss_fn = build_loss("bce", class_weights=torch.ones(1)).to(device)
+    optimizer = build_optimizer("adam", model, lr=1e-3)
+    sampler = build_sampler(data["y_np"], weighted=True, method="per_class", seed=0)
+    sampler.num_samples = WARMUP_STEPS * batch
+    train_one_epoch(model, x, y, sampler.epoch_indices(0), loss_fn=loss_fn, optimizer=optimizer, batch_size=batch)
+    sampler.num_samples = steps * batch  # draw exactly the rows that are timed
+    sync(device)
+    start = time.perf_counter()
+    indices = sampler.epoch_indices(epoch)
+    stats = train_one_epoch(model, x, y, indices, loss_fn=loss_fn, optimizer=optimizer, batch_size=batch)
+    sync(device)
+    elapsed = time.perf_counter() - start
+    assert stats["rows"] == steps * batch, stats["rows"]
+    return stats["rows"] / elapsed
+
+
+class RowDataset(Dataset):
+    """The per-row dataset of the usual recipe."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def _usual_steps(loader: DataLoader, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                 device: torch.device) -> int:
+    rows = 0
+    for xb, yb in loader:
+        xb = xb.to(device, non_blocking=True)
+        yb = yb.to(device, non_blocking=True)
+        loss = criterion(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows += xb.shape[0]
+    return rows
+
+
+def time_usual(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+    dataset = RowDataset(data["x"], data["y"])  # CPU tensors, as a DataLoader pipeline keeps them
+    pin = device.type == "cuda"
+    model = make_model(device)
+    criterion = nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(epoch)
+
+    def loader(num_samples: int) -> DataLoader:
+        sampler = WeightedRandomSampler(data["weights_t"], num_samples=num_samples, replacement=True, generator=gen)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, pin_memory=pin)
+
+    _usual_steps(loader(WARMUP_STEPS * batch), model, criterion, optimizer, device)
+    timed = loader(steps * batch)
+    sync(device)
+    start = time.perf_counter()
+    rows = _usual_steps(timed, model, criterion, optimizer, device)
+    sync(device)
+    elapsed = time.perf_counter() - start
+    assert rows == steps * batch, rows
+    return rows / elapsed
+
+
+def _minimal_steps(batches: list, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
+                   optimizer: torch.optim.Optimizer) -> None:
+    model.train()
+    for idx in batches:
+        loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def time_minimal(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+    x, y = data["x_dev"], data["y_dev"]
+    gen = torch.Generator().manual_seed(epoch)
+    # Drawn beforehand, outside the timed region.
+    draws = torch.multinomial(data["weights_t"], (WARMUP_STEPS + steps) * batch, replacement=True, generator=gen)
+    batches = list(draws.to(device).view(WARMUP_STEPS + steps, batch).unbind(0))
+    model = make_model(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # the toolkit's Adam
+    _minimal_steps(batches[:WARMUP_STEPS], x, y, model, optimizer)
+    sync(device)
+    start = time.perf_counter()
+    _minimal_steps(batches[WARMUP_STEPS:], x, y, model, optimizer)
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+TIMERS = {"toolkit": time_toolkit, "usual": time_usual, "minimal": time_minimal}
+
+
+# ----------------------------------------------------------------------------- peak and report
+
+
+def matmul_gflops(device: torch.device, repeats: int = 3) -> float:
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)  # warm-up
+    sync(device)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def parse_ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100k rows, 500/50 steps, 3 repeats")
+    parser.add_argument("--rows", type=int, default=None, help="rows in the table (default 1M, --quick 100k)")
+    parser.add_argument("--batches", default="32,4096")
+    parser.add_argument("--steps", default=None, help="timed steps per batch size, e.g. 2000,200 (matching --batches)")
+    parser.add_argument("--threads", default=None, help="torch thread counts to try (default: 1 and all cores)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 5 (--quick 3)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("benchmarks/throughput.py: error: --device cuda: no CUDA device is visible "
+              "(torch.cuda.is_available() is False); run with --device cpu", file=sys.stderr)
+        sys.exit(2)
+    device = torch.device(args.device)
+    rows = args.rows or (100_000 if args.quick else 1_000_000)
+    repeats = args.repeats or (3 if args.quick else 5)
+    batches = parse_ints(args.batches)
+    default_steps = QUICK_STEPS if args.quick else FULL_STEPS
+    if args.steps:
+        steps_list = parse_ints(args.steps)
+        if len(steps_list) != len(batches):
+            parser.error("--steps needs one value per --batches value")
+        steps = dict(zip(batches, steps_list))
+    else:
+        steps = {b: default_steps.get(b, max(20, 64_000 // b)) for b in batches}
+    all_threads = torch.get_num_threads()
+    threads = parse_ints(args.threads) if args.threads else sorted({1, all_threads})
+
+    started = time.perf_counter()
+    x, y, y_np = make_data(rows)
+    weights = row_weights(y_np, "per_class")
+    data = {
+        "x": x, "y": y, "y_np": y_np,
+        "x_dev": x.to(device), "y_dev": y.to(device),
+        "weights_t": torch.as_tensor(weights, dtype=torch.double),
+    }
+    macs = forward_macs(make_model(device))
+    flops_per_row = macs * 2 * 3
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+    print(f"# Training throughput, default MLP {N_FEATURES}->{'->'.join(map(str, HIDDEN))}->1 (dropout 0.3), "
+          f"BCE, Adam lr 1e-3, {device_name}, torch {torch.__version__}")
+    print(f"{rows:,} rows x {N_FEATURES} float32 features, {POSITIVE_RATE:.0%} positives, per-class weighted sampling; "
+          f"a fixed number of steps is timed (not a full epoch): "
+          + ", ".join(f"{steps[b]} steps at batch {b}" for b in batches)
+          + f", after {WARMUP_STEPS} warm-up steps; median of {repeats} interleaved repeats.")
+    print(f"FLOPs per trained row = forward MACs ({macs}) x 2 x 3 = {flops_per_row:,}; "
+          "share = achieved / measured peak (float32 matmul, same thread count).\n", flush=True)
+
+    peak: dict[int, list[float]] = {t: [] for t in threads}
+    results: dict[tuple[str, int, int], list[float]] = {}
+    for rep in range(repeats):
+        order = METHODS[rep % len(METHODS):] + METHODS[: rep % len(METHODS)]
+        for t in threads:
+            torch.set_num_threads(t)
+            peak[t].append(matmul_gflops(device))
+            for b in batches:
+                for method in order:
+                    rate = TIMERS[method](data, b, steps[b], device, epoch=rep + 1)
+                    results.setdefault((method, b, t), []).append(rate)
+        print(f"repeat {rep + 1}/{repeats} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    torch.set_num_threads(all_threads)
+
+    med = {key: statistics.median(v) for key, v in results.items()}
+    peak_med = {t: statistics.median(v) for t, v in peak.items()}
+    print("measured peak (float32 matmul): " + ", ".join(f"{t} thread(s) {peak_med[t]:.1f} GFLOP/s" for t in threads) + "\n")
+    print("| method | batch | threads | rows/s | vs usual | vs minimal | GFLOP/s | % of measured peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for b in batches:
+        for t in threads:
+            for method in METHODS:
+                rate = med[(method, b, t)]
+                gflops = rate * flops_per_row / 1e9
+                print(f"| {method} | {b} | {t} | {rate:,.0f} | {rate / med[('usual', b, t)]:.2f}x "
+                      f"| {rate / med[('minimal', b, t)]:.2f}x | {gflops:.2f} | {100 * gflops / peak_med[t]:.1f}% |")
+
+    print("\nThreads: the toolkit's CLI sets 1 thread for --batch_size <= 512 and keeps torch's default "
+          f"({all_threads}) above.\n")
+    print("| batch | toolkit rows/s by threads | faster | CLI default | targets: vs usual / vs minimal (best threads) |")
+    print("|---|---|---|---|---|")
+    for b in batches:
+        by_t = {t: med[("toolkit", b, t)] for t in threads}
+        best_t = max(by_t, key=by_t.get)
+        cli_t = 1 if b <= 512 else all_threads
+        target = 2.0 if b <= 512 else 2.5
+        best_usual = max(med[("usual", b, t)] for t in threads)
+        best_min = max(med[("minimal", b, t)] for t in threads)
+        vs_usual = by_t[best_t] / best_usual
+        vs_min = by_t[best_t] / best_min
+        print(f"| {b} | " + ", ".join(f"{t}: {r:,.0f}" for t, r in by_t.items())
+              + f" | {best_t} thread(s) | {cli_t} thread(s){' (faster)' if cli_t == best_t else ' (slower)' if cli_t in by_t else ''} "
+              f"| {vs_usual:.2f}x (target >= {target}x: {'met' if vs_usual >= target else 'NOT met'}) / "
+              f"{vs_min:.2f}x (target >= 1.0x: {'met' if vs_min >= 1.0 else 'NOT met'}) |")
+    print("\n(targets compare each method at its own fastest thread count)")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
