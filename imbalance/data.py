@@ -186,13 +186,14 @@ def build_table(
     feature_cols = [c for c in columns if c not in excluded]
     if not feature_cols:
         raise UserError(f"{source}: no feature columns left after removing outcomes, --id_col and --drop_cols")
-    features = frame.loc[keep, feature_cols]
+    # Column selection alone does not copy the data (pandas copy-on-write); a row mask does.
+    features = frame[feature_cols] if keep.all() else frame.loc[keep, feature_cols]
     _warn_identifier_like(features)
     return Table(
         features=features,
         labels=raw[keep].astype(np.uint8),
         label_names=label_names,
-        ids=frame.loc[keep, id_col] if id_col else None,
+        ids=(frame[id_col] if keep.all() else frame.loc[keep, id_col]) if id_col else None,
         id_col=id_col,
         source=source,
     )

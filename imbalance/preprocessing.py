@@ -175,9 +175,20 @@ class TabularPreprocessor:
     # standardised, yes/no as 0/1, categories as integer codes, missing indicators), then
     # ``expand`` the codes to one-hot. Resamplers work in the compact space, where a category is
     # one column (SMOTENC can keep it valid) and distances are on standardised numbers.
-    def transform(self, frame: pd.DataFrame, *, source: str = "input") -> np.ndarray:
-        """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order."""
-        return self.expand(self.encode(frame, source=source))
+    def transform(self, frame: pd.DataFrame, *, source: str = "input", chunk_rows: int = 1 << 18) -> np.ndarray:
+        """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order.
+
+        Works through ``chunk_rows`` rows at a time into one preallocated float32 matrix, so the
+        float64 intermediates stay small on large tables.
+        """
+        missing = [name for name in self.input_columns if name not in frame.columns]
+        if missing:
+            raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
+        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float32)
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start : start + chunk_rows]
+            out[start : start + len(part)] = self.expand(self.encode(part, source=source))
+        return out
 
     @property
     def compact_columns(self) -> list[tuple[str, str]]:

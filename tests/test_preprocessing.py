@@ -316,3 +316,9 @@ def test_expand_snaps_interpolated_codes_to_a_valid_one_hot():
             block = features[:, start : start + width]
             assert np.all(block.sum(axis=1) == 1) and set(np.unique(block)) <= {0.0, 1.0}
         start += width + (1 if spec["indicator"] else 0)
+
+
+def test_chunked_transform_equals_one_pass():
+    pre = _fit()
+    frame = pd.concat([_train()] * 7, ignore_index=True)
+    np.testing.assert_array_equal(pre.transform(frame, chunk_rows=5), pre.expand(pre.encode(frame)))
