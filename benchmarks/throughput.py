@@ -47,6 +47,7 @@ with the same thread count.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -71,6 +72,8 @@ WARMUP_STEPS = 20
 FULL_STEPS = {32: 2000, 4096: 200}
 QUICK_STEPS = {32: 500, 4096: 50}
 METHODS = ("toolkit", "usual", "minimal")
+ROWS = ("toolkit", "toolkit, draw excluded", "usual", "minimal")
+MIN_STEPS = 50
 
 
 def make_data(rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -97,23 +100,32 @@ def sync(device: torch.device) -> None:
 # ----------------------------------------------------------------------------- the three methods
 
 
-def time_toolkit(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+def plan_steps(warm_seconds: float, batch: int, max_steps: int, budget: float) -> int:
+    """Steps to time: ``max_steps``, or fewer when the warm-up rate says they would exceed ``budget`` s."""
+    rate = WARMUP_STEPS * batch / max(warm_seconds, 1e-9)
+    return int(min(max_steps, max(MIN_STEPS, budget * rate / batch)))
+
+
+def time_toolkit(data: dict, batch: int, max_steps: int, device: torch.device, epoch: int, budget: float) -> dict:
     x, y = data["x_dev"], data["y_dev"]
     model = make_model(device)
     loss_fn = build_loss("bce", class_weights=torch.ones(1)).to(device)
     optimizer = build_optimizer("adam", model, lr=1e-3)
     sampler = build_sampler(data["y_np"], weighted=True, method="per_class", seed=0)
     sampler.num_samples = WARMUP_STEPS * batch
+    start = time.perf_counter()
     train_one_epoch(model, x, y, sampler.epoch_indices(0), loss_fn=loss_fn, optimizer=optimizer, batch_size=batch)
-    sampler.num_samples = steps * batch  # draw exactly the rows that are timed
     sync(device)
+    steps = plan_steps(time.perf_counter() - start, batch, max_steps, budget)
+    sampler.num_samples = steps * batch  # draw exactly the rows that are timed
     start = time.perf_counter()
     indices = sampler.epoch_indices(epoch)
+    drawn = time.perf_counter()
     stats = train_one_epoch(model, x, y, indices, loss_fn=loss_fn, optimizer=optimizer, batch_size=batch)
     sync(device)
-    elapsed = time.perf_counter() - start
+    stop = time.perf_counter()
     assert stats["rows"] == steps * batch, stats["rows"]
-    return stats["rows"] / elapsed
+    return {"toolkit": (stats["rows"] / (stop - start), steps), "toolkit, draw excluded": (stats["rows"] / (stop - drawn), steps)}
 
 
 class RowDataset(Dataset):
@@ -143,7 +155,7 @@ def _usual_steps(loader: DataLoader, model: nn.Module, criterion: nn.Module, opt
     return rows
 
 
-def time_usual(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+def time_usual(data: dict, batch: int, max_steps: int, device: torch.device, epoch: int, budget: float) -> dict:
     dataset = RowDataset(data["x"], data["y"])  # CPU tensors, as a DataLoader pipeline keeps them
     pin = device.type == "cuda"
     model = make_model(device)
@@ -155,15 +167,17 @@ def time_usual(data: dict, batch: int, steps: int, device: torch.device, epoch: 
         sampler = WeightedRandomSampler(data["weights_t"], num_samples=num_samples, replacement=True, generator=gen)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, pin_memory=pin)
 
+    start = time.perf_counter()
     _usual_steps(loader(WARMUP_STEPS * batch), model, criterion, optimizer, device)
-    timed = loader(steps * batch)
     sync(device)
+    steps = plan_steps(time.perf_counter() - start, batch, max_steps, budget)
+    timed = loader(steps * batch)
     start = time.perf_counter()
     rows = _usual_steps(timed, model, criterion, optimizer, device)
     sync(device)
     elapsed = time.perf_counter() - start
     assert rows == steps * batch, rows
-    return rows / elapsed
+    return {"usual": (rows / elapsed, steps)}
 
 
 def _minimal_steps(batches: list, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
@@ -176,20 +190,22 @@ def _minimal_steps(batches: list, x: torch.Tensor, y: torch.Tensor, model: nn.Mo
         optimizer.step()
 
 
-def time_minimal(data: dict, batch: int, steps: int, device: torch.device, epoch: int) -> float:
+def time_minimal(data: dict, batch: int, max_steps: int, device: torch.device, epoch: int, budget: float) -> dict:
     x, y = data["x_dev"], data["y_dev"]
     gen = torch.Generator().manual_seed(epoch)
     # Drawn beforehand, outside the timed region.
-    draws = torch.multinomial(data["weights_t"], (WARMUP_STEPS + steps) * batch, replacement=True, generator=gen)
-    batches = list(draws.to(device).view(WARMUP_STEPS + steps, batch).unbind(0))
+    draws = torch.multinomial(data["weights_t"], (WARMUP_STEPS + max_steps) * batch, replacement=True, generator=gen)
+    batches = list(draws.to(device).view(WARMUP_STEPS + max_steps, batch).unbind(0))
     model = make_model(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # the toolkit's Adam
+    start = time.perf_counter()
     _minimal_steps(batches[:WARMUP_STEPS], x, y, model, optimizer)
     sync(device)
+    steps = plan_steps(time.perf_counter() - start, batch, max_steps, budget)
     start = time.perf_counter()
-    _minimal_steps(batches[WARMUP_STEPS:], x, y, model, optimizer)
+    _minimal_steps(batches[WARMUP_STEPS : WARMUP_STEPS + steps], x, y, model, optimizer)
     sync(device)
-    return steps * batch / (time.perf_counter() - start)
+    return {"minimal": (steps * batch / (time.perf_counter() - start), steps)}
 
 
 TIMERS = {"toolkit": time_toolkit, "usual": time_usual, "minimal": time_minimal}
@@ -219,12 +235,15 @@ def parse_ints(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100k rows, 500/50 steps, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="100k rows, 500/50 steps, 3 repeats, 2 s budget")
     parser.add_argument("--rows", type=int, default=None, help="rows in the table (default 1M, --quick 100k)")
     parser.add_argument("--batches", default="32,4096")
     parser.add_argument("--steps", default=None, help="timed steps per batch size, e.g. 2000,200 (matching --batches)")
     parser.add_argument("--threads", default=None, help="torch thread counts to try (default: 1 and all cores)")
     parser.add_argument("--repeats", type=int, default=None, help="default 5 (--quick 3)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds per measurement (default 6, --quick 2): fewer steps are timed where the "
+                             "warm-up rate says the steps would take longer (at least %d)" % MIN_STEPS)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
 
@@ -235,6 +254,7 @@ def main() -> None:
     device = torch.device(args.device)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     repeats = args.repeats or (3 if args.quick else 5)
+    budget = args.budget or (2.0 if args.quick else 6.0)
     batches = parse_ints(args.batches)
     default_steps = QUICK_STEPS if args.quick else FULL_STEPS
     if args.steps:
@@ -243,11 +263,12 @@ def main() -> None:
             parser.error("--steps needs one value per --batches value")
         steps = dict(zip(batches, steps_list))
     else:
-        steps = {b: default_steps.get(b, max(20, 64_000 // b)) for b in batches}
+        steps = {b: default_steps.get(b, max(MIN_STEPS, 64_000 // b)) for b in batches}
     all_threads = torch.get_num_threads()
     threads = parse_ints(args.threads) if args.threads else sorted({1, all_threads})
 
     started = time.perf_counter()
+    load_start = os.getloadavg()
     x, y, y_np = make_data(rows)
     weights = row_weights(y_np, "per_class")
     data = {
@@ -257,19 +278,20 @@ def main() -> None:
     }
     macs = forward_macs(make_model(device))
     flops_per_row = macs * 2 * 3
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
 
     print(f"# Training throughput, default MLP {N_FEATURES}->{'->'.join(map(str, HIDDEN))}->1 (dropout 0.3), "
-          f"BCE, Adam lr 1e-3, {device_name}, torch {torch.__version__}")
-    print(f"{rows:,} rows x {N_FEATURES} float32 features, {POSITIVE_RATE:.0%} positives, per-class weighted sampling; "
-          f"a fixed number of steps is timed (not a full epoch): "
+          f"BCE, Adam lr 1e-3, {device_name}, torch {torch.__version__}\n")
+    print(f"{rows:,} rows x {N_FEATURES} float32 features, {POSITIVE_RATE:.0%} positives, per-class weighted sampling. "
+          "A fixed number of steps is timed, not a full epoch: up to "
           + ", ".join(f"{steps[b]} steps at batch {b}" for b in batches)
-          + f", after {WARMUP_STEPS} warm-up steps; median of {repeats} interleaved repeats.")
+          + f" (fewer where they would take over {budget:g} s), after {WARMUP_STEPS} warm-up steps; "
+          f"median of {repeats} interleaved repeats.")
     print(f"FLOPs per trained row = forward MACs ({macs}) x 2 x 3 = {flops_per_row:,}; "
-          "share = achieved / measured peak (float32 matmul, same thread count).\n", flush=True)
+          "% of peak = achieved GFLOP/s / measured peak (float32 matmul, same thread count).\n", flush=True)
 
     peak: dict[int, list[float]] = {t: [] for t in threads}
-    results: dict[tuple[str, int, int], list[float]] = {}
+    results: dict[tuple[str, int, int], list[tuple[float, int]]] = {}
     for rep in range(repeats):
         order = METHODS[rep % len(METHODS):] + METHODS[: rep % len(METHODS)]
         for t in threads:
@@ -277,42 +299,51 @@ def main() -> None:
             peak[t].append(matmul_gflops(device))
             for b in batches:
                 for method in order:
-                    rate = TIMERS[method](data, b, steps[b], device, epoch=rep + 1)
-                    results.setdefault((method, b, t), []).append(rate)
-        print(f"repeat {rep + 1}/{repeats} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+                    for name, value in TIMERS[method](data, b, steps[b], device, rep + 1, budget).items():
+                        results.setdefault((name, b, t), []).append(value)
+        print(f"repeat {rep + 1}/{repeats} done ({time.perf_counter() - started:.0f} s, load average "
+              f"{os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     torch.set_num_threads(all_threads)
+    load_end = os.getloadavg()
 
-    med = {key: statistics.median(v) for key, v in results.items()}
+    med = {key: statistics.median(r for r, _ in v) for key, v in results.items()}
+    steps_used = {key: sorted({s for _, s in v}) for key, v in results.items()}
     peak_med = {t: statistics.median(v) for t, v in peak.items()}
-    print("measured peak (float32 matmul): " + ", ".join(f"{t} thread(s) {peak_med[t]:.1f} GFLOP/s" for t in threads) + "\n")
-    print("| method | batch | threads | rows/s | vs usual | vs minimal | GFLOP/s | % of measured peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("measured peak (float32 matmul, median of repeats): "
+          + ", ".join(f"{t} thread(s) {peak_med[t]:.1f} GFLOP/s" for t in threads))
+    print(f"load average (1 min) at start {load_start[0]:.2f}, at end {load_end[0]:.2f} on {os.cpu_count()} cores: "
+          "with other processes runnable, OpenMP threads > free cores can collapse throughput.\n")
+    print("| method | batch | threads | rows/s | vs usual | vs minimal | GFLOP/s | % of measured peak | steps timed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for b in batches:
         for t in threads:
-            for method in METHODS:
-                rate = med[(method, b, t)]
+            for name in ROWS:
+                rate = med[(name, b, t)]
                 gflops = rate * flops_per_row / 1e9
-                print(f"| {method} | {b} | {t} | {rate:,.0f} | {rate / med[('usual', b, t)]:.2f}x "
-                      f"| {rate / med[('minimal', b, t)]:.2f}x | {gflops:.2f} | {100 * gflops / peak_med[t]:.1f}% |")
+                used = steps_used[(name, b, t)]
+                used_text = str(used[0]) if len(used) == 1 else f"{used[0]}-{used[-1]}"
+                print(f"| {name} | {b} | {t} | {rate:,.0f} | {rate / med[('usual', b, t)]:.2f}x "
+                      f"| {rate / med[('minimal', b, t)]:.2f}x | {gflops:.2f} | {100 * gflops / peak_med[t]:.1f}% | {used_text} |")
 
-    print("\nThreads: the toolkit's CLI sets 1 thread for --batch_size <= 512 and keeps torch's default "
+    print("\n'toolkit, draw excluded' is the same run as 'toolkit' without the time of sampler.epoch_indices "
+          "(the minimal loop's batches are drawn before its timer starts).")
+    print(f"\nThreads: the toolkit's CLI sets 1 thread for --batch_size <= 512 and keeps torch's default "
           f"({all_threads}) above.\n")
-    print("| batch | toolkit rows/s by threads | faster | CLI default | targets: vs usual / vs minimal (best threads) |")
-    print("|---|---|---|---|---|")
+    print("| batch | toolkit rows/s by threads | faster | CLI default | vs usual (target) | vs minimal (target 1.0x) |")
+    print("|---|---|---|---|---|---|")
     for b in batches:
         by_t = {t: med[("toolkit", b, t)] for t in threads}
         best_t = max(by_t, key=by_t.get)
         cli_t = 1 if b <= 512 else all_threads
         target = 2.0 if b <= 512 else 2.5
-        best_usual = max(med[("usual", b, t)] for t in threads)
-        best_min = max(med[("minimal", b, t)] for t in threads)
-        vs_usual = by_t[best_t] / best_usual
-        vs_min = by_t[best_t] / best_min
+        vs_usual = by_t[best_t] / max(med[("usual", b, t)] for t in threads)
+        vs_min = by_t[best_t] / max(med[("minimal", b, t)] for t in threads)
+        verdict = "" if cli_t not in by_t else " (faster)" if cli_t == best_t else " (slower)"
         print(f"| {b} | " + ", ".join(f"{t}: {r:,.0f}" for t, r in by_t.items())
-              + f" | {best_t} thread(s) | {cli_t} thread(s){' (faster)' if cli_t == best_t else ' (slower)' if cli_t in by_t else ''} "
-              f"| {vs_usual:.2f}x (target >= {target}x: {'met' if vs_usual >= target else 'NOT met'}) / "
-              f"{vs_min:.2f}x (target >= 1.0x: {'met' if vs_min >= 1.0 else 'NOT met'}) |")
-    print("\n(targets compare each method at its own fastest thread count)")
+              + f" | {best_t} thread(s) | {cli_t} thread(s){verdict} "
+              f"| {vs_usual:.2f}x (>= {target}x: {'met' if vs_usual >= target else 'NOT met'}) "
+              f"| {vs_min:.2f}x ({'met' if vs_min >= 1.0 else 'NOT met'}) |")
+    print("\n(each method at its own fastest thread count)")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
