@@ -2,8 +2,8 @@
 """Training throughput (rows/s) of the default MLP: the toolkit's loop vs the usual recipe and a minimal loop.
 
 Usage:
-    python benchmarks/throughput.py                  # 1M rows x 64 features, 5 repeats (~5-8 min on 2 cores)
-    python benchmarks/throughput.py --quick          # 100k rows, fewer steps, 3 repeats (~1 min)
+    python benchmarks/throughput.py                  # 1M rows x 64 features, 5 repeats (~4-8 min on 2 cores)
+    python benchmarks/throughput.py --quick          # 100k rows, fewer steps, 5 repeats (~1 min)
     python benchmarks/throughput.py --device cuda    # the same on a GPU (fails with "no CUDA device" without one)
     python benchmarks/throughput.py --rows 1000000 --batches 32,4096 --threads 1,2 --repeats 5
 
@@ -30,11 +30,16 @@ Three ways to train, timed on the same data, batch size and thread count:
   >= 1.0x it.
 
 Timing: to keep the run short, each measurement times a fixed number of steps (``--steps``:
-2000 at batch 32, 200 at batch 4096; ``--quick`` 500 and 50) after 20 untimed warm-up steps,
-not a full epoch; every sampler draws exactly steps x batch rows (with replacement), so the
-figure is rows/s of training, comparable to a full epoch. Each measurement is run
-``--repeats`` times with ``torch.set_num_threads(t)`` for every ``--threads`` value; methods are
-interleaved (their order rotates every repeat) and the table gives medians over repeats.
+2000 at batch 32, 200 at batch 4096; ``--quick`` 300 and 30) after 20 untimed warm-up steps,
+not a full epoch, and fewer steps (at least 50) where the warm-up rate says they would take
+longer than ``--budget`` seconds (a method that collapses, e.g. 2 threads on a busy machine,
+would otherwise take many minutes). Every sampler draws exactly steps x batch rows (with
+replacement), so the figure is rows/s of training, comparable to a full epoch. Each
+measurement is run ``--repeats`` times with ``torch.set_num_threads(t)`` for every
+``--threads`` value; methods run back to back (their order rotates every repeat). rows/s are
+medians over repeats; ratios are medians over repeats of the ratio within a repeat, which
+cancels most of the drift of a shared machine. The 1-minute load average is printed: with
+other processes runnable on a 2-core machine, 2 OpenMP threads can be 10-100x slower than 1.
 
 FLOP/s: forward multiply-adds per row = sum over the Linear layers of in x out
 (64*64 + 64*32 + 32*1 = 6176 for the default MLP); FLOPs per trained row = MACs x 2
@@ -70,7 +75,7 @@ POSITIVE_RATE = 0.05
 HIDDEN = [64, 32]
 WARMUP_STEPS = 20
 FULL_STEPS = {32: 2000, 4096: 200}
-QUICK_STEPS = {32: 500, 4096: 50}
+QUICK_STEPS = {32: 300, 4096: 30}
 METHODS = ("toolkit", "usual", "minimal")
 ROWS = ("toolkit", "toolkit, draw excluded", "usual", "minimal")
 MIN_STEPS = 50
@@ -235,14 +240,14 @@ def parse_ints(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100k rows, 500/50 steps, 3 repeats, 2 s budget")
+    parser.add_argument("--quick", action="store_true", help="100k rows, 300/30 steps, 5 repeats, 1.5 s budget")
     parser.add_argument("--rows", type=int, default=None, help="rows in the table (default 1M, --quick 100k)")
     parser.add_argument("--batches", default="32,4096")
     parser.add_argument("--steps", default=None, help="timed steps per batch size, e.g. 2000,200 (matching --batches)")
     parser.add_argument("--threads", default=None, help="torch thread counts to try (default: 1 and all cores)")
-    parser.add_argument("--repeats", type=int, default=None, help="default 5 (--quick 3)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 5")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per measurement (default 6, --quick 2): fewer steps are timed where the "
+                        help="seconds per measurement (default 6, --quick 1.5): fewer steps are timed where the "
                              "warm-up rate says the steps would take longer (at least %d)" % MIN_STEPS)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
@@ -253,8 +258,8 @@ def main() -> None:
         sys.exit(2)
     device = torch.device(args.device)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
-    repeats = args.repeats or (3 if args.quick else 5)
-    budget = args.budget or (2.0 if args.quick else 6.0)
+    repeats = args.repeats or 5
+    budget = args.budget or (1.5 if args.quick else 6.0)
     batches = parse_ints(args.batches)
     default_steps = QUICK_STEPS if args.quick else FULL_STEPS
     if args.steps:
@@ -309,6 +314,11 @@ def main() -> None:
     med = {key: statistics.median(r for r, _ in v) for key, v in results.items()}
     steps_used = {key: sorted({s for _, s in v}) for key, v in results.items()}
     peak_med = {t: statistics.median(v) for t, v in peak.items()}
+
+    def paired(name: str, ref: str, b: int, t: int) -> float:
+        """Median over repeats of the ratio within each repeat (the methods ran back to back)."""
+        return statistics.median(r / q for (r, _), (q, _) in zip(results[(name, b, t)], results[(ref, b, t)]))
+
     print("measured peak (float32 matmul, median of repeats): "
           + ", ".join(f"{t} thread(s) {peak_med[t]:.1f} GFLOP/s" for t in threads))
     print(f"load average (1 min) at start {load_start[0]:.2f}, at end {load_end[0]:.2f} on {os.cpu_count()} cores: "
@@ -322,10 +332,11 @@ def main() -> None:
                 gflops = rate * flops_per_row / 1e9
                 used = steps_used[(name, b, t)]
                 used_text = str(used[0]) if len(used) == 1 else f"{used[0]}-{used[-1]}"
-                print(f"| {name} | {b} | {t} | {rate:,.0f} | {rate / med[('usual', b, t)]:.2f}x "
-                      f"| {rate / med[('minimal', b, t)]:.2f}x | {gflops:.2f} | {100 * gflops / peak_med[t]:.1f}% | {used_text} |")
+                print(f"| {name} | {b} | {t} | {rate:,.0f} | {paired(name, 'usual', b, t):.2f}x "
+                      f"| {paired(name, 'minimal', b, t):.2f}x | {gflops:.2f} | {100 * gflops / peak_med[t]:.1f}% | {used_text} |")
 
-    print("\n'toolkit, draw excluded' is the same run as 'toolkit' without the time of sampler.epoch_indices "
+    print("\nrows/s: median over repeats; ratios: median over repeats of the ratio within a repeat.")
+    print("'toolkit, draw excluded' is the same run as 'toolkit' without the time of sampler.epoch_indices "
           "(the minimal loop's batches are drawn before its timer starts).")
     print(f"\nThreads: the toolkit's CLI sets 1 thread for --batch_size <= 512 and keeps torch's default "
           f"({all_threads}) above.\n")
@@ -336,14 +347,17 @@ def main() -> None:
         best_t = max(by_t, key=by_t.get)
         cli_t = 1 if b <= 512 else all_threads
         target = 2.0 if b <= 512 else 2.5
-        vs_usual = by_t[best_t] / max(med[("usual", b, t)] for t in threads)
-        vs_min = by_t[best_t] / max(med[("minimal", b, t)] for t in threads)
+        best_usual = max(threads, key=lambda t: med[("usual", b, t)])
+        best_min = max(threads, key=lambda t: med[("minimal", b, t)])
+        vs_usual = by_t[best_t] / med[("usual", b, best_usual)]
+        vs_min = by_t[best_t] / med[("minimal", b, best_min)]
         verdict = "" if cli_t not in by_t else " (faster)" if cli_t == best_t else " (slower)"
         print(f"| {b} | " + ", ".join(f"{t}: {r:,.0f}" for t, r in by_t.items())
               + f" | {best_t} thread(s) | {cli_t} thread(s){verdict} "
               f"| {vs_usual:.2f}x (>= {target}x: {'met' if vs_usual >= target else 'NOT met'}) "
               f"| {vs_min:.2f}x ({'met' if vs_min >= 1.0 else 'NOT met'}) |")
-    print("\n(each method at its own fastest thread count)")
+    print("\n(ratios of medians, each method at its own fastest thread count; the paired ratios at equal threads are "
+          "in the table above)")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
