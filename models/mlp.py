@@ -9,9 +9,28 @@ from torch import nn
 
 from .registry import register_model
 
-__all__ = ["MLP", "MLPConfig"]
+__all__ = ["MLP", "MLPConfig", "Dropout"]
 
 _NORMS = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU.
+
+    PyTorch's CPU dropout draws its mask with ``bernoulli_``, which costs more than the rest of
+    a training step of a small MLP at large batches (measured ~60% of a batch-4096 step on 2
+    cores). A uniform draw compared with ``p`` gives the same Bernoulli(1 - p) keep mask, and
+    the kept units are scaled by 1 / (1 - p) as in ``nn.Dropout``. On other devices, in
+    evaluation mode, and in place, it is ``nn.Dropout`` unchanged (CUDA's kernel is fused).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
+            return super().forward(x)
+        if self.p == 1.0:
+            return x * 0.0
+        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x * keep
 
 
 @dataclass
@@ -46,7 +65,7 @@ class MLP(nn.Module):
                 layers.append(norm_cls(hidden))
             layers.append(nn.ReLU())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = hidden
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)

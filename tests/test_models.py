@@ -191,3 +191,51 @@ def test_unexpected_config_key_is_user_error(name):
         create_model(name, **_default_config(name), no_such_field=1)
     with pytest.raises(UserError):
         create_model(name, out_features=OUT_FEATURES)  # in_features missing
+
+
+# ----------------------------------------------------------------------------- the CPU dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
+def test_cpu_dropout_keeps_one_minus_p_and_scales_like_nn_dropout(p):
+    from models.mlp import Dropout
+
+    torch.manual_seed(RND_SEED)
+    n = 400_000
+    x = torch.rand(n) + 0.5  # no zeros, so a zero output means dropped
+    layer = Dropout(p).train()
+    out = layer(x)
+    kept = out != 0
+    share = kept.double().mean().item()
+    # Binomial(n, 1 - p): 5 standard deviations.
+    assert abs(share - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5
+    torch.testing.assert_close(out[kept], x[kept] / (1 - p))
+    # Unbiased like nn.Dropout: E[out] = x.
+    assert abs(out.mean().item() - x.mean().item()) < 0.01
+
+
+def test_cpu_dropout_gradient_is_the_mask_and_eval_is_identity():
+    from models.mlp import Dropout
+
+    torch.manual_seed(RND_SEED)
+    x = torch.randn(64, 16, requires_grad=True)
+    layer = Dropout(0.3).train()
+    out = layer(x)
+    out.sum().backward()
+    mask = out.detach() / x.detach()
+    torch.testing.assert_close(x.grad, mask)
+    values = torch.unique(x.grad)
+    assert len(values) == 2 and values[0] == 0 and abs(values[1].item() - 1 / 0.7) < 1e-6
+    layer.eval()
+    assert torch.equal(layer(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_mlp_uses_the_cpu_dropout_and_state_dict_keys_are_unchanged():
+    from models.mlp import Dropout
+
+    model = create_model("mlp", in_features=5, out_features=2, hidden_sizes=[8, 4], dropout=0.2)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 and all(isinstance(m, Dropout) for m in drops)
+    assert sorted(model.state_dict()) == ["body.0.bias", "body.0.weight", "body.3.bias", "body.3.weight", "head.bias", "head.weight"]
