@@ -40,7 +40,8 @@ class _Parser(ArgumentParser):
 def run(argv: Optional[Sequence[str]] = None) -> Path:
     cfg = _Parser(PredictConfig, prog="predict.py", description=__doc__.split("\n\n")[0], allow_abbrev=False).parse_args(argv)
     predictor = Predictor.load(cfg.checkpoint, device=cfg.device)
-    frame = read_table(cfg.csv_path)
+    exact = [c for c in [predictor.id_col, *predictor.preprocessor.categorical_cols] if c]
+    frame = read_table(cfg.csv_path, exact_cols=exact, progress=sys.stderr.isatty())
     predictions = predictor.predict_frame(frame, source=cfg.csv_path)
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,8 @@ from models import create_model, model_config_for
 
 log = logging.getLogger("train_classifier")
 
+PARTS = ("train", "val", "test")
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
@@ -122,17 +124,21 @@ def train(cfg: TrainConfig) -> dict:
     started = time.perf_counter()
 
     # -- data: load, split, fit preprocessing on the training rows only ---------------------------
+    show_progress = not cfg.quiet and dist.is_main and sys.stderr.isatty()
     table = load_table(
-        cfg.csv_path, target_cols=split_list(cfg.target_cols), id_col=cfg.id_col,
-        drop_cols=split_list(cfg.drop_cols), demo_rows=cfg.demo_rows,
+        cfg.csv_path, target_cols=split_list(cfg.target_cols), id_col=cfg.id_col, drop_cols=split_list(cfg.drop_cols),
+        exact_cols=split_list(cfg.categorical_cols), demo_rows=cfg.demo_rows, progress=show_progress,
     )
     names = table.label_names
     splits = split_indices(table.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                            stratify=cfg.use_stratified_split, seed=cfg.seed, label_names=names)
     pre = TabularPreprocessor(categorical_cols=split_list(cfg.categorical_cols), min_category_count=cfg.min_category_count)
-    pre.fit(table.features.iloc[splits["train"]])
-    x = {part: pre.transform(table.features.iloc[rows], source=table.source) for part, rows in splits.items()}
-    y = {part: table.labels[rows] for part, rows in splits.items()}
+    pre.fit(table.features, rows=splits["train"])
+    # One float32 matrix with the train, validation and test rows back to back; each split is a view.
+    x_all = pre.transform(table.features, source=table.source, order=np.concatenate([splits[p] for p in PARTS]))
+    bounds = np.cumsum([0] + [len(splits[p]) for p in PARTS])
+    x = {part: x_all[bounds[i] : bounds[i + 1]] for i, part in enumerate(PARTS)}
+    y = {part: table.labels[splits[part]] for part in PARTS}
     log.info("%s: %d rows -> %d train / %d validation / %d test; %d input columns -> %d features; %s task with %d label(s)",
              table.source, len(table.labels), *(len(splits[p]) for p in ("train", "val", "test")),
              len(pre.input_columns), len(pre.feature_names), "multi-label" if table.is_multilabel else "binary", len(names))
@@ -147,6 +153,7 @@ def train(cfg: TrainConfig) -> dict:
             generated_ratio=cfg.generated_ratio, seed=cfg.seed,
         )
         x["train"], y["train"] = pre.expand(augmented.x), augmented.y
+    table.release_features()  # from here on the float32 matrix holds the features
 
     # -- the imbalance levers, the model, the optimiser, all from registries ----------------------
     class_weights = compute_class_weights(y["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names)
@@ -216,7 +223,7 @@ def train(cfg: TrainConfig) -> dict:
     model.load_state_dict(result.best_state)
 
     # -- thresholds on validation, then one honest score on the held-out split --------------------
-    prob = {part: predict_proba(model, tensors[part][0]).cpu().numpy() for part in tensors}
+    prob = {part: predict_proba(model, tensors[part][0]).cpu().numpy() for part in ("val", "test")}
     if cfg.optimize_thresholds:
         thresholds, _ = optimize_thresholds(y["val"], prob["val"], cfg.threshold_metric, fallback=DEFAULT_THRESHOLD)
         source = f"tuned on validation for {cfg.threshold_metric}"
@@ -259,7 +266,7 @@ def train(cfg: TrainConfig) -> dict:
     write_json_atomic(out / "metrics.json", report)
     (out / "report.md").write_text(format_report_markdown(report))
     if len(splits["test"]):
-        preds = prediction_frame(prob["test"], thresholds, names, index=table.features.index[splits["test"]],
+        preds = prediction_frame(prob["test"], thresholds, names, index=table.row_index[splits["test"]],
                                  ids=None if table.ids is None else table.ids.iloc[splits["test"]], id_col=table.id_col)
         for j, name in enumerate(names):
             preds.insert(preds.columns.get_loc(f"{name}_prob"), f"{name}_true", y["test"][:, j])

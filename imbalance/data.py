@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import gc
 import logging
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from .errors import UserError
 
 __all__ = [
     "MISSING_TOKENS",
+    "LARGE_CSV_BYTES",
     "TRUE_TOKENS",
     "FALSE_TOKENS",
     "Table",
@@ -44,19 +48,61 @@ class Table:
     id_col: Optional[str]
     source: str
 
+    def __post_init__(self) -> None:
+        self.row_index: pd.Index = self.features.index  # kept when the feature data is released
+
     @property
     def is_multilabel(self) -> bool:
         return len(self.label_names) > 1
 
+    def release_features(self) -> None:
+        """Drop the feature values (keeping names and row index) once they are encoded elsewhere.
 
-def read_table(path: str | Path, *, columns: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """CSV (or Parquet for a .parquet/.pq path) with the toolkit's missing-value tokens."""
+        On a large table the pandas columns are as big as the model's float32 matrix; this gives
+        their memory back (Arrow's pool included) before training starts.
+        """
+        self.features = self.features.iloc[:0]
+        gc.collect()
+        if "pyarrow" in sys.modules:
+            sys.modules["pyarrow"].default_memory_pool().release_unused()
+
+
+# CSV files larger than this are read in chunks of CSV_CHUNK_ROWS rows, each chunk cast to the
+# column's fixed dtype at once, so no float64 copy of the whole table ever exists.
+LARGE_CSV_BYTES = 128 * 2**20
+CSV_CHUNK_ROWS = 500_000
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def read_table(
+    path: str | Path,
+    *,
+    columns: Optional[Sequence[str]] = None,
+    exact_cols: Sequence[str] = (),
+    progress: bool = False,
+) -> pd.DataFrame:
+    """CSV (or Parquet for a .parquet/.pq path) with the toolkit's missing-value tokens.
+
+    Floating-point columns are stored as float32 (the model's precision; half the memory of
+    pandas' float64), except ``exact_cols`` (an identifier, integer-coded categories) which keep
+    the type they are read with. Integer and text columns are kept as read.
+
+    Large inputs: Parquet is read through pyarrow row group by row group and converted column by
+    column (``self_destruct``), so the Arrow and pandas copies never coexist; a CSV above
+    ``LARGE_CSV_BYTES`` is parsed in chunks, each cast to its column's fixed dtype (float32 for
+    numbers; a column that turns out to hold text somewhere stays text, as in a whole-file read).
+    ``progress`` shows a bar on the terminal while a large file is read.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--csv_path: no such file '{path}'; check the path")
+    parquet = path.suffix.lower() in _PARQUET_SUFFIXES
+    started = time.perf_counter()
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path, columns=list(columns) if columns else None)
+        if parquet:
+            frame = _read_parquet(path, columns, progress)
+        elif path.stat().st_size > LARGE_CSV_BYTES:
+            frame = _read_csv_chunked(path, progress, CSV_CHUNK_ROWS, exact={str(c) for c in exact_cols})
         else:
             frame = pd.read_csv(
                 path, na_values=MISSING_TOKENS, keep_default_na=True, skipinitialspace=True, low_memory=False
@@ -65,17 +111,84 @@ def read_table(path: str | Path, *, columns: Optional[Sequence[str]] = None) -> 
         raise UserError(f"{path}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot read it as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} ({first})") from None
+        raise UserError(f"{path}: cannot read it as {'Parquet' if parquet else 'CSV'} ({first})") from None
     if frame.shape[0] == 0:
         raise UserError(f"{path}: no data rows under the header")
-    header = _raw_header(path) if path.suffix.lower() not in (".parquet", ".pq") else list(frame.columns)
+    header = list(frame.columns) if parquet else _raw_header(path)
     frame.columns = [str(c).strip() for c in frame.columns]
     # pandas renames a repeated CSV header ('a', 'a' -> 'a', 'a.1'), so check the file's own names.
     names = pd.Index([str(c).strip() for c in header])
     duplicated = names[names.duplicated()].unique().tolist()
     if duplicated:
         raise UserError(f"{path}: duplicated column name(s) {', '.join(duplicated)}; rename them")
+    exact = {str(c) for c in exact_cols}
+    for name in frame.columns:  # one column at a time: the peak is one column, not the table
+        if name not in exact and frame[name].dtype == np.float64:
+            frame[name] = frame[name].astype(np.float32)
+    seconds = time.perf_counter() - started
+    if seconds > 5:
+        logger.info("read %s: %d rows x %d columns in %.1f s (%.2f GB in memory)", path, frame.shape[0], frame.shape[1],
+                    seconds, frame.memory_usage(index=False, deep=False).sum() / 2**30)
     return frame
+
+
+def _bar(*, total: int, enabled: bool, desc: str, unit: str) -> Any:
+    from tqdm.auto import tqdm  # deferred: only large reads show a bar
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, disable=None if enabled else True)
+
+
+def _read_parquet(path: Path, columns: Optional[Sequence[str]], progress: bool) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    groups = []
+    with _bar(total=source.metadata.num_rows, enabled=progress, desc=f"reading {path.name}", unit="rows") as bar:
+        for i in range(source.metadata.num_row_groups):
+            groups.append(source.read_row_group(i, columns=list(columns) if columns else None))
+            bar.update(groups[-1].num_rows)
+    table = pa.concat_tables(groups) if groups else source.schema_arrow.empty_table()
+    del groups
+    # Column by column, freeing each Arrow column once converted: no second copy of the table.
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
+def _read_csv_chunked(path: Path, progress: bool, chunk_rows: int, exact: set[str]) -> pd.DataFrame:
+    """The whole CSV, ``chunk_rows`` at a time; each column's pieces are joined once at the end."""
+    pieces: dict[str, list[Any]] = {}
+    with path.open("rb") as fh, _bar(total=path.stat().st_size, enabled=progress, desc=f"reading {path.name}", unit="B") as bar:
+        reader = pd.read_csv(
+            fh, na_values=MISSING_TOKENS, keep_default_na=True, skipinitialspace=True, low_memory=False,
+            chunksize=chunk_rows,
+        )
+        with reader:
+            for chunk in reader:
+                for name in chunk.columns:
+                    series = chunk[name]
+                    if series.dtype == np.float64 and name.strip() not in exact:  # float64 never spans the table
+                        series = series.astype(np.float32)
+                    pieces.setdefault(name, []).append(series)
+                bar.update(fh.tell() - bar.n)
+    if not pieces:  # a header and no rows
+        return pd.DataFrame(columns=_raw_header(path))
+    columns = {}
+    for name in list(pieces):
+        parts = pieces.pop(name)  # join one column and drop its pieces before the next
+        numeric = all(pd.api.types.is_numeric_dtype(p) and not pd.api.types.is_bool_dtype(p) for p in parts)
+        if numeric and any(pd.api.types.is_float_dtype(p) for p in parts):
+            dtype = np.float64 if name.strip() in exact else np.float32
+            columns[name] = np.concatenate([p.to_numpy(dtype=dtype, na_value=np.nan) for p in parts])
+        else:  # integers, text, or numbers in some chunks and text in others (left to the preprocessor)
+            present = [p for p in parts if p.notna().any()]
+            if present and all(p.dtype == present[0].dtype for p in present) and len(present) < len(parts):
+                # chunks with only missing values read as float: give them the column's own type
+                parts = [p if p.notna().any() else p.astype(present[0].dtype) for p in parts]
+            columns[name] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(columns)
 
 
 def _raw_header(path: Path) -> list[str]:
@@ -205,10 +318,15 @@ def load_table(
     target_cols: Sequence[str] = (),
     id_col: Optional[str] = None,
     drop_cols: Sequence[str] = (),
+    exact_cols: Sequence[str] = (),
     demo_rows: int = 20_000,
     demo_seed: int = 0,
+    progress: bool = False,
 ) -> Table:
-    """The user's file, or the built-in demo cohort when ``csv_path`` is None."""
+    """The user's file, or the built-in demo cohort when ``csv_path`` is None.
+
+    ``exact_cols`` (e.g. ``--categorical_cols``) and ``id_col`` keep their precision when read.
+    """
     if csv_path is None:
         from .demo import make_demo_cohort
 
@@ -216,6 +334,6 @@ def load_table(
         source = f"demo cohort ({demo_rows} rows)"
         id_col = id_col or "patient_id"
     else:
-        frame = read_table(csv_path)
+        frame = read_table(csv_path, exact_cols=[*([id_col] if id_col else []), *exact_cols], progress=progress)
         source = str(csv_path)
     return build_table(frame, source=source, target_cols=target_cols, id_col=id_col, drop_cols=drop_cols)

@@ -90,13 +90,18 @@ class TabularPreprocessor:
         self.columns_: Optional[list[dict[str, Any]]] = None
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+    def fit(self, frame: pd.DataFrame, *, rows: Optional[np.ndarray] = None) -> "TabularPreprocessor":
+        """Learn each column's kind and statistics from ``frame`` (only its ``rows`` positions when given).
+
+        Taking the rows one column at a time keeps the extra memory to one column, not a copy of
+        the training rows.
+        """
         unknown = [c for c in self.categorical_cols if c not in frame.columns]
         if unknown:
             raise UserError(f"--categorical_cols names column(s) {', '.join(unknown)} that are not feature columns")
         specs = []
         for name in frame.columns:
-            series = frame[name]
+            series = frame[name] if rows is None else frame[name].take(rows)
             n_missing = int(series.isna().sum())
             if n_missing == len(series):
                 logger.warning("feature '%s' is empty in the training split and is left out", name)
@@ -175,19 +180,26 @@ class TabularPreprocessor:
     # standardised, yes/no as 0/1, categories as integer codes, missing indicators), then
     # ``expand`` the codes to one-hot. Resamplers work in the compact space, where a category is
     # one column (SMOTENC can keep it valid) and distances are on standardised numbers.
-    def transform(self, frame: pd.DataFrame, *, source: str = "input", chunk_rows: int = 1 << 18) -> np.ndarray:
+    def transform(
+        self, frame: pd.DataFrame, *, source: str = "input", order: Optional[np.ndarray] = None, chunk_rows: int = 1 << 16,
+    ) -> np.ndarray:
         """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order.
 
-        Works through ``chunk_rows`` rows at a time into one preallocated float32 matrix, so the
-        float64 intermediates stay small on large tables.
+        ``order`` (row positions) picks and orders the rows: output row i is ``frame`` row
+        ``order[i]``; the toolkit passes the train, validation and test positions back to back,
+        so each split is a contiguous view of one matrix. Works through ``chunk_rows`` rows at a
+        time into one preallocated float32 matrix, so the float64 intermediates stay small.
         """
         missing = [name for name in self.input_columns if name not in frame.columns]
         if missing:
             raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
-        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float32)
-        for start in range(0, len(frame), chunk_rows):
-            part = frame.iloc[start : start + chunk_rows]
-            out[start : start + len(part)] = self.expand(self.encode(part, source=source))
+        frame = frame[self.input_columns]  # no copy: just the columns the model uses
+        n = len(frame) if order is None else len(order)
+        out = np.empty((n, len(self.feature_names)), dtype=np.float32)
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            part = frame.iloc[start:stop] if order is None else frame.take(order[start:stop])
+            self.expand(self.encode(part, source=source), out=out[start:stop])
         return out
 
     @property
@@ -235,26 +247,50 @@ class TabularPreprocessor:
                 col += 1
         return out
 
-    def expand(self, compact: np.ndarray) -> np.ndarray:
-        """Compact matrix -> model features (float32); category codes become one-hot blocks."""
+    def expand(self, compact: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Compact matrix -> model features (float32); category codes become one-hot blocks.
+
+        Runs of numeric columns are copied as one block; ``out`` (n, n_features) float32 is
+        written in place when given.
+        """
         compact = np.asarray(compact, dtype=np.float64)
-        out = np.zeros((compact.shape[0], len(self.feature_names)), dtype=np.float32)
+        n = compact.shape[0]
+        if out is None:
+            out = np.empty((n, len(self.feature_names)), dtype=np.float32)
+        for src, dst, width, one_hot in self._expand_plan():
+            if one_hot:
+                out[:, dst : dst + width] = 0.0
+                codes = np.clip(np.rint(compact[:, src]), 0, width - 1).astype(np.int64)
+                out[np.arange(n), dst + codes] = 1.0
+            else:
+                out[:, dst : dst + width] = compact[:, src : src + width]
+        return out
+
+    def _expand_plan(self) -> list[tuple[int, int, int, bool]]:
+        """(compact column, feature column, width, one-hot?) blocks; adjacent plain columns merged."""
+        plan: list[tuple[int, int, int, bool]] = []
         src = dst = 0
+
+        def plain(width: int = 1) -> None:
+            if plan and not plan[-1][3] and plan[-1][0] + plan[-1][2] == src and plan[-1][1] + plan[-1][2] == dst:
+                plan[-1] = (plan[-1][0], plan[-1][1], plan[-1][2] + width, False)
+            else:
+                plan.append((src, dst, width, False))
+
         for spec in self._fitted():
             if spec["kind"] == "categorical":
                 width = len(spec["levels"]) + 1
-                codes = np.clip(np.rint(compact[:, src]), 0, width - 1).astype(np.int64)
-                out[np.arange(compact.shape[0]), dst + codes] = 1.0
+                plan.append((src, dst, width, True))
                 dst += width
             else:
-                out[:, dst] = compact[:, src]
+                plain()
                 dst += 1
             src += 1
             if spec["indicator"]:
-                out[:, dst] = compact[:, src]
+                plain()
                 src += 1
                 dst += 1
-        return out
+        return plan
 
     def decode(self, compact: np.ndarray) -> pd.DataFrame:
         """Compact matrix -> rows in the original column space (units, level names).

@@ -277,3 +277,117 @@ def test_load_table_demo_cohort():
     assert not any(c.startswith("label_") for c in table.features.columns)
     assert len(table.features.columns) == expected.shape[1] - 6
     assert len(table.features) == 1000
+
+
+# --------------------------------------------------------------------------- large inputs
+
+
+def _mixed_frame(n=2_500, seed=RND_SEED):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "id": np.arange(10**12, 10**12 + n),  # beyond float32 precision: must stay exact
+        "age": rng.normal(60, 10, n).round(3),
+        "count": rng.integers(0, 50, n),
+        "smoker": rng.choice(["yes", "no"], n),
+        "site": rng.choice(["north", "south", "east"], n),
+        "lab": rng.lognormal(0, 1, n),
+        "label_y": (rng.random(n) < 0.05).astype(int),
+    })
+    frame.loc[rng.choice(n, 40, replace=False), "lab"] = np.nan
+    frame.loc[rng.choice(n, 30, replace=False), "site"] = None
+    return frame
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 333, 10_000])
+def test_large_csv_read_in_chunks_equals_a_whole_file_read(tmp_path, monkeypatch, chunk_rows):
+    import imbalance.data as data
+
+    path = tmp_path / "big.csv"
+    _mixed_frame().to_csv(path, index=False)
+    whole = read_table(path)  # small file: one pandas read
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", chunk_rows)
+    chunked = read_table(path, progress=True)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert chunked["age"].dtype == np.float32 and chunked["lab"].dtype == np.float32
+    assert chunked["id"].dtype == np.int64 and chunked["count"].dtype == np.int64
+
+
+def test_floats_are_float32_except_exact_columns(tmp_path):
+    frame = _mixed_frame()
+    frame["code"] = np.where(np.arange(len(frame)) % 7 == 0, np.nan, 16_777_217.0)  # 2**24 + 1: not a float32
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    got = read_table(path, exact_cols=["code"])
+    assert got["age"].dtype == np.float32
+    assert got["code"].dtype == np.float64 and got["code"].max() == 16_777_217.0
+    np.testing.assert_allclose(got["age"].to_numpy(), frame["age"].to_numpy(), rtol=1e-6)
+
+
+def test_chunked_csv_keeps_a_column_with_text_in_a_later_chunk_as_text(tmp_path, monkeypatch):
+    import imbalance.data as data
+
+    lines = ["x,y,label_y"] + [f"{i}.5,{i},0" for i in range(50)] + ["unknown,7,1", "3.25,8,0"]
+    path = _write(tmp_path / "dirty.csv", "\n".join(lines) + "\n")
+    whole = read_table(path)
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 20)
+    chunked = read_table(path)
+    assert not pd.api.types.is_numeric_dtype(chunked["x"])  # as in a whole-file read
+    assert not pd.api.types.is_numeric_dtype(whole["x"])
+    assert chunked["x"].iloc[50] == "unknown"
+    # Numbers read as numbers in early chunks parse back to the same values as the whole read's text.
+    np.testing.assert_allclose(pd.to_numeric(chunked["x"].astype(str), errors="coerce").to_numpy(dtype=float),
+                               pd.to_numeric(whole["x"], errors="coerce").to_numpy(dtype=float), equal_nan=True)
+    assert chunked["y"].tolist() == whole["y"].tolist()
+
+
+def test_chunked_csv_header_only_and_duplicates_give_the_usual_errors(tmp_path, monkeypatch):
+    import imbalance.data as data
+
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    with pytest.raises(UserError, match="no data rows"):
+        read_table(_write(tmp_path / "header_only.csv", "a,b,label_y\n"))
+    with pytest.raises(UserError, match="duplicated column name"):
+        read_table(_write(tmp_path / "dups.csv", "a,b,a\n1,2,3\n"))
+
+
+def test_parquet_with_many_row_groups_is_read_whole(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = _mixed_frame()
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=300)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 9
+    got = read_table(path, progress=True)
+    assert got.shape == frame.shape and list(got.columns) == list(frame.columns)
+    assert got["id"].tolist() == frame["id"].tolist()
+    np.testing.assert_allclose(got["lab"].to_numpy(dtype=float), frame["lab"].to_numpy(), rtol=1e-6, equal_nan=True)
+    assert got["lab"].dtype == np.float32
+    assert got["site"].fillna("?").tolist() == frame["site"].fillna("?").tolist()
+
+
+def test_release_features_keeps_names_index_and_labels():
+    table = build_table(_mixed_frame(), source="t", id_col="id")
+    index = table.features.index
+    table.release_features()
+    assert len(table.features) == 0 and "age" in table.features.columns
+    assert table.row_index.equals(index)
+    assert len(table.labels) == len(index)
+
+
+def test_chunked_csv_keeps_an_exact_column_with_gaps_in_float64(tmp_path, monkeypatch):
+    import imbalance.data as data
+
+    frame = _mixed_frame(n=600)
+    frame["id"] = frame["id"].astype(float)
+    frame.loc[::50, "id"] = np.nan  # an id column with gaps reads as float
+    path = tmp_path / "ids.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 100)
+    got = read_table(path, exact_cols=["id"])
+    assert got["id"].dtype == np.float64
+    np.testing.assert_array_equal(got["id"].to_numpy(), frame["id"].to_numpy())
+    assert read_table(path)["id"].dtype == np.float32  # without the flag it is a feature like any other

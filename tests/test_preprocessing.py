@@ -322,3 +322,34 @@ def test_chunked_transform_equals_one_pass():
     pre = _fit()
     frame = pd.concat([_train()] * 7, ignore_index=True)
     np.testing.assert_array_equal(pre.transform(frame, chunk_rows=5), pre.expand(pre.encode(frame)))
+
+
+def test_fit_on_row_positions_equals_fit_on_a_copy_of_those_rows():
+    frame = pd.concat([_train()] * 3, ignore_index=True)
+    rows = np.array([0, 2, 3, 5, 8, 9, 12, 14, 15, 18, 20, 23, 25, 27, 30, 33, 35])
+    on_positions = TabularPreprocessor(categorical_cols=["code"], min_category_count=MIN_COUNT).fit(frame, rows=rows)
+    on_copy = _fit(frame.iloc[rows].reset_index(drop=True))
+    assert on_positions.state_dict() == on_copy.state_dict()
+
+
+def test_transform_in_a_given_row_order_picks_those_rows_into_one_matrix():
+    pre = _fit()
+    frame = pd.concat([_train()] * 5, ignore_index=True)
+    order = np.random.default_rng(RND_SEED).permutation(len(frame))[:41]
+    expected = pre.transform(frame.iloc[order].reset_index(drop=True))
+    got = pre.transform(frame, order=order, chunk_rows=4)
+    np.testing.assert_array_equal(got, expected)
+    # The split layout the trainer uses: train rows then validation rows, each a view.
+    train, val = np.sort(order[:30]), np.sort(order[30:])
+    both = pre.transform(frame, order=np.concatenate([train, val]), chunk_rows=7)
+    np.testing.assert_array_equal(both[:30], pre.transform(frame.iloc[train]))
+    np.testing.assert_array_equal(both[30:], pre.transform(frame.iloc[val]))
+
+
+def test_expand_into_a_dirty_buffer_overwrites_every_cell():
+    pre = _fit()
+    compact = pre.encode(_train())
+    out = np.full((len(compact), len(pre.feature_names)), 7.0, dtype=np.float32)
+    assert pre.expand(compact, out=out) is out
+    np.testing.assert_array_equal(out, pre.expand(compact))
+    assert not (out == 7.0).any()
