@@ -61,7 +61,7 @@ class Table:
         On a large table the pandas columns are as big as the model's float32 matrix; this gives
         their memory back (Arrow's pool included) before training starts.
         """
-        self.features = self.features.iloc[:0]
+        self.features = self.features.iloc[:0].copy()  # a copy: a zero-row view would keep the data alive
         gc.collect()
         if "pyarrow" in sys.modules:
             sys.modules["pyarrow"].default_memory_pool().release_unused()

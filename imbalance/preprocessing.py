@@ -67,6 +67,34 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series.astype("string").str.strip(), errors="coerce").astype("float64")
 
 
+def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
+    """Median for imputation, whether to log1p, and the standardisation mean / std (numpy, one column).
+
+    The skewness is the adjusted Fisher-Pearson coefficient (pandas' ``Series.skew``).
+    """
+    missing = np.isnan(values)
+    median = float(np.median(values[~missing]))
+    filled = np.where(missing, median, values) if missing.any() else values
+    log = bool(filled.min() >= 0 and _sample_skew(filled) > SKEW_LIMIT)
+    if log:
+        filled = np.log1p(filled)
+    mean = float(filled.mean())
+    std = float(np.sqrt(np.mean(np.square(filled - mean))))
+    return {"median": median, "log": log, "mean": mean, "std": std if std > 0 else 1.0}
+
+
+def _sample_skew(x: np.ndarray) -> float:
+    n = x.size
+    if n < 3:
+        return float("nan")
+    centred = x - x.mean()
+    m2 = float(np.dot(centred, centred))
+    if m2 <= 1e-14 * max(1.0, float(np.dot(x, x))):  # constant up to rounding
+        return 0.0
+    m3 = float(np.dot(centred * centred, centred))
+    return n * (n - 1) ** 0.5 / (n - 2) * m3 / m2**1.5
+
+
 def _infer_kind(series: pd.Series) -> str:
     present = series.dropna()
     if pd.api.types.is_bool_dtype(series):
@@ -109,14 +137,7 @@ class TabularPreprocessor:
             kind = "categorical" if name in self.categorical_cols else _infer_kind(series)
             spec: dict[str, Any] = {"name": str(name), "kind": kind, "indicator": n_missing > 0}
             if kind == "numeric":
-                values = _numeric(series)
-                median = float(values.median())
-                filled = values.fillna(median)
-                log = bool(filled.min() >= 0 and filled.skew() > SKEW_LIMIT)
-                if log:
-                    filled = np.log1p(filled)
-                std = float(filled.std(ddof=0))
-                spec.update(median=median, log=log, mean=float(filled.mean()), std=std if std > 0 else 1.0)
+                spec.update(_numeric_stats(_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)))
             elif kind == "binary":
                 values = _as_binary(series)
                 spec.update(fill=float(values.mode().iloc[0]))
