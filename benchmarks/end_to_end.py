@@ -2,9 +2,10 @@
 """Wall time and peak memory of whole train_classifier.py runs, each in its own process.
 
 Usage:
-    python benchmarks/end_to_end.py              # demo, stroke, 5M-row synthetic Parquet (~10-20 min on 2 cores)
+    python benchmarks/end_to_end.py              # demo, stroke, 5M-row synthetic Parquet (~4-5 min on 2 cores)
     python benchmarks/end_to_end.py --quick      # the same with a 200k-row synthetic table (~1-2 min)
-    python benchmarks/end_to_end.py --cases synthetic --rows 2000000 --timeout 900
+    # scale: 20M rows x 64 features (5.1 GB as float32) with the weighted sampler (~4 min, ~11 GB)
+    python benchmarks/end_to_end.py --cases synthetic --rows 20000000 --synthetic_threads auto --timeout 900
 
 Cases (all with ``--output_dir`` in a temporary folder):
 
@@ -217,7 +218,7 @@ def main() -> None:
                     extra = [] if threads == "auto" else ["--num_threads", threads]
                     label = "CLI default threads" if threads == "auto" else f"--num_threads {threads}"
                     results.append(run_case(f"synthetic {n / 1e6:g}M x {N_FEATURES}, {label}", n, flags + extra,
-                                            tmp_dir, args.timeout, mem_limit))
+                                            tmp_dir, args.timeout, mem_limit, matrix_bytes=n * N_FEATURES * 4))
                     if not results[-1]["ok"]:
                         break
                 parquet.unlink()
@@ -229,8 +230,9 @@ def main() -> None:
                 notes.append(f"synthetic: {n:,} rows did not complete; capped at {n // 2:,} rows and retried")
                 n //= 2
 
-    print("| case | rows | epochs | wall s | peak RSS GB | setup s | train s (all epochs) | finish s | status |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | rows | epochs | wall s | peak RSS GB | peak / float32 features | setup s | train s (all epochs) "
+          "| finish s | status |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(table))
     print("\nsetup = interpreter + imports + load + split + preprocess + model (until config.json is written); "
           "train = epochs incl. validation and checkpoints (until the last last.pt); finish = the rest.")
@@ -239,7 +241,10 @@ def main() -> None:
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
 
 
-def run_case(name: str, rows: int, flags: list[str], tmp_dir: Path, timeout: float, mem_limit: float) -> dict:
+def run_case(name: str, rows: int, flags: list[str], tmp_dir: Path, timeout: float, mem_limit: float,
+             matrix_bytes: int | None = None) -> dict:
+    """One run; ``matrix_bytes`` (the float32 feature matrix's size, known for the synthetic table) gives the
+    peak's ratio to it: 1.0 would be the features held exactly once."""
     out_dir = tmp_dir / f"run{len(list(tmp_dir.glob('*.log')))}"
     cmd = [sys.executable, "train_classifier.py", *flags, "--output_dir", str(out_dir)]
     print(f"running {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
@@ -260,7 +265,8 @@ def run_case(name: str, rows: int, flags: list[str], tmp_dir: Path, timeout: flo
         return "-" if v is None else f"{v:.1f}"
 
     status = "ok" if result["failure"] is None else f"FAILED: {result['failure']}"
-    row = (f"| {name} | {rows:,} | {epochs}/{requested} | {result['wall']:.1f} | {result['peak_rss'] / GB:.2f} "
+    ratio = "-" if not matrix_bytes else f"{result['peak_rss'] / matrix_bytes:.2f}x"
+    row = (f"| {name} | {rows:,} | {epochs}/{requested} | {result['wall']:.1f} | {result['peak_rss'] / GB:.2f} | {ratio} "
            f"| {fmt(setup)} | {fmt(train)} | {fmt(finish)} | {status} |")
     print(row, file=sys.stderr, flush=True)
     notes = []
