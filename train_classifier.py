@@ -15,6 +15,7 @@ TensorBoard logs. Score new rows with predict.py.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -58,6 +59,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible; use --device cpu or auto")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def log_label_summary(cfg: TrainConfig, names: Sequence[str], y_train: np.ndarray, class_weights: np.ndarray) -> None:
@@ -133,7 +141,8 @@ def train(cfg: TrainConfig) -> dict:
     splits = split_indices(table.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                            stratify=cfg.use_stratified_split, seed=cfg.seed, label_names=names)
     pre = TabularPreprocessor(categorical_cols=split_list(cfg.categorical_cols), min_category_count=cfg.min_category_count)
-    pre.fit(table.features, rows=splits["train"])
+    # Column statistics in threads (numpy releases the GIL): one per process under torchrun.
+    pre.fit(table.features, rows=splits["train"], workers=1 if dist.enabled else min(4, available_cores()))
     # One float32 matrix with the train, validation and test rows back to back; each split is a view.
     x_all = pre.transform(table.features, source=table.source, order=np.concatenate([splits[p] for p in PARTS]))
     bounds = np.cumsum([0] + [len(splits[p]) for p in PARTS])

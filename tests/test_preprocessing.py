@@ -353,3 +353,13 @@ def test_expand_into_a_dirty_buffer_overwrites_every_cell():
     assert pre.expand(compact, out=out) is out
     np.testing.assert_array_equal(out, pre.expand(compact))
     assert not (out == 7.0).any()
+
+
+def test_fit_with_worker_threads_gives_the_same_state(caplog):
+    frame = pd.concat([_train()] * 4, ignore_index=True)
+    rows = np.arange(0, len(frame), 2)
+    one = _fit(frame.iloc[rows].reset_index(drop=True))
+    with caplog.at_level(logging.WARNING):
+        threaded = TabularPreprocessor(categorical_cols=["code"], min_category_count=MIN_COUNT).fit(frame, rows=rows, workers=3)
+    assert threaded.state_dict() == one.state_dict()
+    assert "'empty' is empty" in caplog.text
