@@ -306,7 +306,7 @@ def test_large_csv_read_in_chunks_equals_a_whole_file_read(tmp_path, monkeypatch
     _mixed_frame().to_csv(path, index=False)
     whole = read_table(path)  # small file: one pandas read
     monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
-    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(data, "CSV_CHUNK_CELLS", chunk_rows * 7)  # 7 columns
     chunked = read_table(path, progress=True)
     pd.testing.assert_frame_equal(chunked, whole)
     assert chunked["age"].dtype == np.float32 and chunked["lab"].dtype == np.float32
@@ -331,7 +331,7 @@ def test_chunked_csv_keeps_a_column_with_text_in_a_later_chunk_as_text(tmp_path,
     path = _write(tmp_path / "dirty.csv", "\n".join(lines) + "\n")
     whole = read_table(path)
     monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
-    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 20)
+    monkeypatch.setattr(data, "CSV_CHUNK_CELLS", 20 * 3)  # 20 rows of 3 columns
     chunked = read_table(path)
     assert not pd.api.types.is_numeric_dtype(chunked["x"])  # as in a whole-file read
     assert not pd.api.types.is_numeric_dtype(whole["x"])
@@ -386,8 +386,35 @@ def test_chunked_csv_keeps_an_exact_column_with_gaps_in_float64(tmp_path, monkey
     path = tmp_path / "ids.csv"
     frame.to_csv(path, index=False)
     monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
-    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 100)
+    monkeypatch.setattr(data, "CSV_CHUNK_CELLS", 100 * 7)
     got = read_table(path, exact_cols=["id"])
     assert got["id"].dtype == np.float64
     np.testing.assert_array_equal(got["id"].to_numpy(), frame["id"].to_numpy())
     assert read_table(path)["id"].dtype == np.float32  # without the flag it is a feature like any other
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_chunked_csv_with_other_line_endings_equals_a_whole_read(tmp_path, monkeypatch, newline):
+    import imbalance.data as data
+
+    frame = _mixed_frame(n=400)
+    path = tmp_path / "endings.csv"
+    path.write_bytes(frame.to_csv(index=False, lineterminator=newline).encode())
+    whole = read_table(path)
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    monkeypatch.setattr(data, "CSV_CHUNK_CELLS", 70 * 7)
+    pd.testing.assert_frame_equal(read_table(path), whole)
+
+
+def test_chunked_csv_with_quoted_newlines_and_blank_lines(tmp_path, monkeypatch):
+    import imbalance.data as data
+
+    lines = ["x,note,label_y"] + [f'{i / 4},"line one\nline two",{i % 2}' if i % 5 == 0 else f"{i / 4},plain,{i % 2}"
+                                  for i in range(60)] + ["", ""]
+    path = _write(tmp_path / "quoted.csv", "\n".join(lines) + "\n")
+    whole = read_table(path)
+    monkeypatch.setattr(data, "LARGE_CSV_BYTES", 0)
+    monkeypatch.setattr(data, "CSV_CHUNK_CELLS", 7 * 3)
+    chunked = read_table(path)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert len(chunked) == 60 and chunked["note"].iloc[0] == "line one\nline two"
