@@ -102,7 +102,7 @@ def read_table(
     started = time.perf_counter()
     try:
         if parquet:
-            frame = _read_parquet(path, columns, progress)
+            frame = _read_parquet(path, columns, progress, exact={str(c) for c in exact_cols})
         elif path.stat().st_size > LARGE_CSV_BYTES:
             chunk_rows = max(1, CSV_CHUNK_CELLS // max(1, len(_raw_header(path))))
             frame = _read_csv_chunked(path, progress, chunk_rows, exact={str(c) for c in exact_cols})
@@ -141,17 +141,25 @@ def _bar(*, total: int, enabled: bool, desc: str, unit: str) -> Any:
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, disable=None if enabled else True)
 
 
-def _read_parquet(path: Path, columns: Optional[Sequence[str]], progress: bool) -> pd.DataFrame:
+def _read_parquet(path: Path, columns: Optional[Sequence[str]], progress: bool, exact: set[str]) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(path)
+    schema = source.schema_arrow
+    if columns:
+        schema = pa.schema([schema.field(c) for c in columns])
+    # float64 -> float32 per row group, before pandas sees it: the float64 table never exists whole.
+    target = pa.schema([
+        f.with_type(pa.float32()) if pa.types.is_float64(f.type) and f.name.strip() not in exact else f for f in schema
+    ])
     groups = []
     with _bar(total=source.metadata.num_rows, enabled=progress, desc=f"reading {path.name}", unit="rows") as bar:
         for i in range(source.metadata.num_row_groups):
-            groups.append(source.read_row_group(i, columns=list(columns) if columns else None))
-            bar.update(groups[-1].num_rows)
-    table = pa.concat_tables(groups) if groups else source.schema_arrow.empty_table()
+            group = source.read_row_group(i, columns=list(columns) if columns else None)
+            groups.append(group.cast(target) if target != schema else group)
+            bar.update(group.num_rows)
+    table = pa.concat_tables(groups) if groups else target.empty_table()
     del groups
     # Column by column, freeing each Arrow column once converted: no second copy of the table.
     frame = table.to_pandas(self_destruct=True, split_blocks=True)

@@ -418,3 +418,14 @@ def test_chunked_csv_with_quoted_newlines_and_blank_lines(tmp_path, monkeypatch)
     chunked = read_table(path)
     pd.testing.assert_frame_equal(chunked, whole)
     assert len(chunked) == 60 and chunked["note"].iloc[0] == "line one\nline two"
+
+
+def test_parquet_float64_columns_become_float32_except_exact_ones(tmp_path):
+    frame = _mixed_frame(n=500)
+    frame["code"] = 16_777_217.0  # 2**24 + 1: not representable in float32
+    path = tmp_path / "f64.parquet"
+    frame.to_parquet(path, index=False)
+    got = read_table(path, exact_cols=["code"])
+    assert got["age"].dtype == np.float32 and got["lab"].dtype == np.float32
+    assert got["code"].dtype == np.float64 and (got["code"] == 16_777_217.0).all()
+    assert got["count"].dtype == np.int64 and got["id"].tolist() == frame["id"].tolist()
