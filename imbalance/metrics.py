@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from .thresholds import _as_label_rows, _sort_by_score, _to_numpy
 
-__all__ = ["binary_counts", "label_metrics"]
+__all__ = ["binary_counts", "label_metrics", "label_reports"]
 
 _MACRO_KEYS = ("precision", "recall", "f1", "auroc", "auprc", "balanced_accuracy")
 
@@ -144,6 +144,15 @@ def label_metrics(y_true: Any, scores: Any, thresholds: Any, label_names: list[s
         nan-ignoring mean over labels of precision, recall, f1, auroc, auprc and
         balanced_accuracy, and n_pos_pred summed over labels.
     """
+    return label_reports(y_true, scores, {"report": thresholds}, label_names)["report"]
+
+
+def label_reports(y_true: Any, scores: Any, thresholds: dict[str, Any], label_names: list[str]) -> dict[str, dict]:
+    """:func:`label_metrics` at several threshold sets (name -> thresholds), one report each.
+
+    AUROC and AUPRC do not depend on the thresholds, so they are computed once per label and
+    shared; the validation of every epoch reports at 0.5 and at tuned thresholds this way.
+    """
     y, s = _as_label_rows(y_true, scores)
     n_labels = s.shape[0]
     names = list(label_names)
@@ -151,20 +160,31 @@ def label_metrics(y_true: Any, scores: Any, thresholds: Any, label_names: list[s
         raise ValueError(f"got {len(names)} label names for {n_labels} labels")
     if len(set(names)) != len(names):
         raise ValueError(f"label names must be distinct, got {names}")
-    thr = _thresholds_vector(thresholds, n_labels)
-    counts = _counts_rows(y, s, thr)
+    ranking: dict[int, tuple[float, float]] = {}
 
-    labels: dict[str, dict[str, Any]] = {}
+    def ranked(j: int) -> tuple[float, float]:  # AUROC, AUPRC of label j, computed on first use
+        if j not in ranking:
+            ranking[j] = _ranking_metrics(y[j], s[j])
+        return ranking[j]
+
+    reports = {}
     with _torch_threads(_TORCHMETRICS_THREADS):
-        for j, name in enumerate(names):
-            labels[name] = _one_label(y[j], s[j], float(thr[j]), {k: int(v[j]) for k, v in counts.items()})
+        for key, value in thresholds.items():
+            thr = _thresholds_vector(value, n_labels)
+            counts = _counts_rows(y, s, thr)
+            labels: dict[str, dict[str, Any]] = {}
+            for j, name in enumerate(names):
+                labels[name] = _one_label(y[j], s[j], float(thr[j]), {k: int(v[j]) for k, v in counts.items()},
+                                          ranking=lambda j=j: ranked(j))
+            macro: dict[str, Any] = {k: _nanmean([m[k] for m in labels.values()]) for k in _MACRO_KEYS}
+            macro["n_pos_pred"] = int(sum(m["n_pos_pred"] for m in labels.values()))
+            reports[key] = {"labels": labels, "macro": macro}
+    return reports
 
-    macro: dict[str, Any] = {key: _nanmean([m[key] for m in labels.values()]) for key in _MACRO_KEYS}
-    macro["n_pos_pred"] = int(sum(m["n_pos_pred"] for m in labels.values()))
-    return {"labels": labels, "macro": macro}
 
-
-def _one_label(y: np.ndarray, s: np.ndarray, threshold: float, counts: dict[str, int]) -> dict[str, Any]:
+def _one_label(
+    y: np.ndarray, s: np.ndarray, threshold: float, counts: dict[str, int], ranking: Callable[[], tuple[float, float]],
+) -> dict[str, Any]:
     """The report of one label from its rows (``y`` bool, ``s`` float64) and confusion counts."""
     tp, fp, fn, tn = counts["tp"], counts["fp"], counts["fn"], counts["tn"]
     n = tp + fp + fn + tn
@@ -174,7 +194,7 @@ def _one_label(y: np.ndarray, s: np.ndarray, threshold: float, counts: dict[str,
     recall = _div0(tp, n_pos)
     specificity = _div0(tn, n_neg)
     if n_pos > 0 and n_neg > 0:
-        auroc, auprc = _ranking_metrics(y, s)
+        auroc, auprc = ranking()
         balanced_accuracy = (recall + specificity) / 2.0
     else:  # single class in y_true: ranking metrics and balanced accuracy are undefined
         auroc = auprc = balanced_accuracy = float("nan")

@@ -20,7 +20,7 @@ from .distributed import DistContext
 from .early_stopping import EARLY_STOP_METRICS, EarlyStopping
 from .errors import UserError
 from .losses import ElementwiseLoss
-from .metrics import label_metrics
+from .metrics import label_reports
 from .optim_step import OptimizerStep
 from .registry import Registry
 from .sampling import iterate_batches
@@ -198,8 +198,7 @@ def evaluate(
     record = {
         "loss": float(per_label.mean()),
         "loss_per_label": per_label.tolist(),
-        "at_default": label_metrics(truth, prob, fixed, list(label_names)),
-        "tuned": label_metrics(truth, prob, tuned, list(label_names)),
+        **label_reports(truth, prob, {"at_default": fixed, "tuned": tuned}, list(label_names)),
     }
     return record, prob
 

@@ -190,3 +190,21 @@ def test_torch_thread_count_is_restored():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_label_reports_equal_separate_label_metrics_and_rank_each_label_once(monkeypatch):
+    import imbalance.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    y = (rng.random((400, 3)) < [0.05, 0.2, 0.0]).astype(int)  # the last label has no positives
+    p = np.clip(rng.random((400, 3)) * 0.6 + 0.35 * y, 0, 1)
+    names = ["a", "b", "c"]
+    sets = {"at_default": 0.5, "tuned": np.array([0.3, 0.6, 0.4])}
+    calls = []
+    real = metrics._ranking_metrics
+    monkeypatch.setattr(metrics, "_ranking_metrics", lambda yy, ss: calls.append(1) or real(yy, ss))
+    together = metrics.label_reports(y, p, sets, names)
+    assert len(calls) == 2  # labels a and b, once each; c is single-class
+    for key, thr in sets.items():
+        alone = metrics.label_metrics(y, p, thr, names)
+        assert json.dumps(together[key], sort_keys=True) == json.dumps(alone, sort_keys=True)
