@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from end_to_end import _rss_bytes  # noqa: E402
 N_FEATURES = 64
 GB = 1024**3
 
@@ -45,7 +47,7 @@ def worker(method: str, path: str) -> None:
     sys.path.insert(0, str(ROOT))
     from imbalance.data import read_table
 
-    base = _rss()
+    base = _rss_bytes(os.getpid())
     start = time.perf_counter()
     if method.startswith("toolkit"):
         frame = read_table(path)
@@ -57,14 +59,6 @@ def worker(method: str, path: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": seconds, "extra_peak": peak - base, "rows": len(frame),
                       "frame_bytes": int(frame.memory_usage(index=False).sum())}))
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def write_table(folder: Path, rows: int, chunk: int = 250_000) -> tuple[Path, Path]:

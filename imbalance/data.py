@@ -101,13 +101,14 @@ def read_table(
     if not path.is_file():
         raise UserError(f"--csv_path: no such file '{path}'; check the path")
     parquet = path.suffix.lower() in _PARQUET_SUFFIXES
+    exact = {str(c).strip() for c in exact_cols}
     started = time.perf_counter()
     try:
         if parquet:
-            frame = _read_parquet(path, columns, progress, exact={str(c) for c in exact_cols})
+            frame = _read_parquet(path, columns, progress, exact)
         elif path.stat().st_size > LARGE_CSV_BYTES:
             chunk_rows = max(1, CSV_CHUNK_CELLS // max(1, len(_raw_header(path))))
-            frame = _read_csv_chunked(path, progress, chunk_rows, exact={str(c) for c in exact_cols})
+            frame = _read_csv_chunked(path, progress, chunk_rows, exact)
         else:
             frame = pd.read_csv(
                 path, na_values=MISSING_TOKENS, keep_default_na=True, skipinitialspace=True, low_memory=False
@@ -126,7 +127,6 @@ def read_table(
     duplicated = names[names.duplicated()].unique().tolist()
     if duplicated:
         raise UserError(f"{path}: duplicated column name(s) {', '.join(duplicated)}; rename them")
-    exact = {str(c) for c in exact_cols}
     for name in frame.columns:  # one column at a time: the peak is one column, not the table
         if name not in exact and frame[name].dtype == np.float64:
             frame[name] = frame[name].astype(np.float32)
