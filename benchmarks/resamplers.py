@@ -34,7 +34,7 @@ def training_split(data_dir: Path, name: str):
     table = load_table(str(data_dir / filename), target_cols=targets, id_col=id_col)
     splits = split_indices(table.labels, val_fraction=0.15, test_fraction=0.15, stratify=True, seed=42, label_names=table.label_names)
     pre = TabularPreprocessor().fit(table.features.iloc[splits["train"]])
-    x = pre.encode(table.features.iloc[splits["train"]])
+    x = pre.transform(table.features.iloc[splits["train"]]).compact()
     categorical = [kind == "categorical" for _, kind in pre.compact_columns]
     return x, table.labels[splits["train"]], categorical, [n for n, _ in pre.compact_columns], table.label_names
 

@@ -1,8 +1,10 @@
 """More minority rows for the training split: resampling, generated rows, and their quality gate.
 
 Everything here touches the training split only. Preprocessing is fitted on the real training
-rows first; synthetic rows are then made (or read, or generated) and encoded with it, checked
-against the real training minority rows, and appended. Validation and test rows stay real, so
+rows and they are encoded once (:class:`~imbalance.preprocessing.EncodedRows`); synthetic rows are
+then made from those rows (resampling works on their compact matrix), or read or generated and
+encoded with the same preprocessor, checked against the real training minority rows, and
+appended. Validation and test rows stay real, so
 every metric is computed on real rows only.
 
 How many generated rows are mixed in, per label l with n_pos(l) training positives and
@@ -27,7 +29,7 @@ import pandas as pd
 
 from .data import parse_outcome, read_table
 from .errors import UserError
-from .preprocessing import TabularPreprocessor
+from .preprocessing import EncodedRows, TabularPreprocessor
 from .registry import Registry
 from .resampling import resample
 
@@ -45,7 +47,7 @@ AUGMENT_STRATEGIES.register("full")(lambda n_pos, n_neg: max(0, n_neg - n_pos))
 
 @dataclass
 class AugmentedTrain:
-    x: np.ndarray  # compact rows: the real training rows first, then the added ones
+    rows: EncodedRows  # the real training rows first, then the added ones
     y: np.ndarray  # (n', L) uint8
     synthetic: np.ndarray  # (n',) bool
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +128,7 @@ def _generate_rows(
 
 def augment_training_split(
     pre: TabularPreprocessor,
+    real_rows: EncodedRows,
     train_frame: pd.DataFrame,
     y: np.ndarray,
     *,
@@ -140,8 +143,12 @@ def augment_training_split(
     seed: int = 0,
 ) -> AugmentedTrain:
     """The training split with the asked-for synthetic rows appended, with provenance and a
-    quality report of the synthetic rows against the real training minority rows."""
-    real = pre.encode(train_frame, source="training split")
+    quality report of the synthetic rows against the real training minority rows.
+
+    ``real_rows`` are the training rows as the run encoded them; ``train_frame`` the same rows in
+    their original columns, which the generators fit on.
+    """
+    real = real_rows.compact()
     columns = pre.compact_columns
     categorical = np.array([kind == "categorical" for _, kind in columns])
     names = [name for name, _ in columns]
@@ -166,7 +173,7 @@ def augment_training_split(
         else:
             gen_frame, gen_y = _generate_rows(generator, train_frame[pre.input_columns], out_y[: len(real)], dict(pre.kinds), counts, label_names, seed)
             source = f"generator {generator}"
-        gen_x = pre.encode(gen_frame, source=source)
+        gen_x = pre.transform(gen_frame, source=source).compact()
         x, out_y = np.vstack([x, gen_x]), np.vstack([out_y, gen_y]).astype(np.uint8)
         synthetic = np.concatenate([synthetic, np.ones(len(gen_x), dtype=bool)])
         step = {"method": source, "asked_per_label": dict(zip(label_names, counts.tolist())), "rows": {"synthetic": len(gen_x)},
@@ -214,4 +221,5 @@ def augment_training_split(
         "per_label": {n: {"real_positive": int(out_y[~synthetic, j].sum()), "synthetic_positive": int(out_y[synthetic, j].sum())}
                       for j, n in enumerate(label_names)},
     }
-    return AugmentedTrain(x=x, y=out_y, synthetic=synthetic, provenance=provenance, quality=quality)
+    # float32 -> float64 -> float32 is exact, so the real rows come back unchanged.
+    return AugmentedTrain(rows=pre.from_compact(x), y=out_y, synthetic=synthetic, provenance=provenance, quality=quality)

@@ -1,7 +1,9 @@
 """Self-contained checkpoints: plain data only, so ``torch.load(path, weights_only=True)`` works.
 
-A checkpoint holds the weights, the model's name and config, the full resolved training config,
-the preprocessing state, label names, decision thresholds, metrics, the epoch and a
+A checkpoint holds the model's name, its settings and input spec (``models.InputSpec``: feature
+counts, category cardinalities, numeric-embedding bins), the weights of every member of a seed
+ensemble (one member unless ``--ensemble``), the full resolved training config, the
+preprocessing state, label names, decision thresholds, metrics, the epoch and a
 ``format_version``. ``last.pt`` adds the optimizer and early-stopping state for resuming.
 Writes are atomic: a temporary file in the same folder, then a rename.
 """
@@ -19,15 +21,16 @@ from .errors import UserError
 
 __all__ = ["FORMAT_VERSION", "build_checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_path"]
 
-FORMAT_VERSION = 1
-_REQUIRED = ("format_version", "model_name", "model_config", "state_dict", "preprocessing", "label_names", "thresholds")
+FORMAT_VERSION = 2  # 2: model settings + input spec, a list of member weights, blocked feature encoding
+_REQUIRED = ("format_version", "model_name", "model_settings", "inputs", "members", "preprocessing", "label_names", "thresholds")
 
 
 def build_checkpoint(
     *,
     model_name: str,
-    model_config: Mapping[str, Any],
-    state_dict: Mapping[str, torch.Tensor],
+    model_settings: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    members: Sequence[Mapping[str, torch.Tensor]],
     train_config: Mapping[str, Any],
     preprocessing: Mapping[str, Any],
     label_names: Sequence[str],
@@ -42,8 +45,9 @@ def build_checkpoint(
     ckpt = {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
-        "model_config": dict(model_config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "model_settings": dict(model_settings),
+        "inputs": dict(inputs),
+        "members": [{k: v.detach().cpu().clone() for k, v in state.items()} for state in members],
         "train_config": dict(train_config),
         "preprocessing": dict(preprocessing),
         "label_names": list(label_names),
@@ -93,6 +97,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("format_version"), int) and ckpt["format_version"] < FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {ckpt['format_version']} was written by an older toolkit; "
+                        f"this one reads format {FORMAT_VERSION}: retrain the model")
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in _REQUIRED):
         raise UserError(f"{path}: not a checkpoint written by this toolkit (keys missing)")
     if ckpt["format_version"] > FORMAT_VERSION:

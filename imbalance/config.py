@@ -28,7 +28,7 @@ from .sampling import WEIGHT_METHODS
 from .thresholds import THRESHOLD_OBJECTIVES
 from .early_stopping import EARLY_STOP_METRICS
 from .training import LR_SCHEDULERS, OPTIMIZERS
-from models import MODELS
+from models import MODELS, NUM_EMBEDDINGS, model_settings, settings_help
 
 __all__ = [
     "TrainConfig",
@@ -129,10 +129,15 @@ class TrainConfig:
     compare: bool = _switch(False, "train without and with the augmentation on the same split and compare on test")
 
     # -- model -----------------------------------------------------------------------------
-    model: str = _opt("mlp", "architecture", choices=MODELS.names())
-    hidden_sizes: list[int] = _opt([64, 32], "hidden layer widths", nargs="+")
-    dropout: float = _opt(0.3, "dropout after each hidden layer")
-    norm: str = _opt("none", "normalisation after each hidden linear layer", choices=["none", "batch", "layer"])
+    model: str = _opt("mlp", "architecture (its settings: --model_args, listed at the end of --help)", choices=MODELS.names())
+    model_args: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the model's own settings as key=value,... (lists as [a,b]); a config file's [model] table sets them too",
+        "type": lambda text: parse_model_args(text), "metavar": "KEY=VALUE,..."})
+    num_embeddings: str = _opt("auto", "numeric-feature embeddings (auto = the model's default, see below)", choices=["auto", *NUM_EMBEDDINGS])
+    embedding_bins: str = _opt("quantile", "bins of piecewise_linear embeddings: training quantiles, or target-aware tree splits", choices=["quantile", "tree"])
+    n_bins: int = _opt(48, "piecewise_linear embeddings: most bins per numeric column")
+    d_embedding: int = _opt(16, "width of each numeric column's embedding")
+    ensemble: int = _opt(1, "train this many members with seeds seed, seed+1, ... and average their probabilities")
 
     # -- optimisation ----------------------------------------------------------------------
     epochs: int = _opt(30, "maximum number of epochs")
@@ -169,7 +174,8 @@ class TrainConfig:
             value = getattr(self, name)
             need(value in registry, f"--{name}: unknown {registry.kind} '{value}'; choose from {', '.join(registry.names())}")
         for name, choices in (
-            ("norm", ("none", "batch", "layer")), ("device", ("auto", "cpu", "cuda")),
+            ("device", ("auto", "cpu", "cuda")), ("num_embeddings", ("auto", *NUM_EMBEDDINGS)),
+            ("embedding_bins", ("quantile", "tree")),
             ("resample", ("none", *RESAMPLERS.names())), ("generator", ("none", *GENERATORS.names())),
             ("augment_strategy", tuple(AUGMENT_STRATEGIES.names())),
         ):
@@ -181,9 +187,11 @@ class TrainConfig:
              f"--val_fraction + --test_fraction = {self.val_fraction + self.test_fraction:g} leaves too little to train on; keep it below 0.9")
         for name in ("epochs", "batch_size"):
             need(getattr(self, name) >= 1, f"--{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("early_stop_patience", "collapse_patience", "num_threads", "min_category_count", "min_delta", "grad_clip", "weight_decay", "focal_gamma", "dropout"):
+        for name in ("early_stop_patience", "collapse_patience", "num_threads", "min_category_count", "min_delta", "grad_clip", "weight_decay", "focal_gamma"):
             need(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
-        need(self.dropout < 1.0, f"--dropout must be below 1, got {self.dropout}")
+        for name in ("ensemble", "d_embedding"):
+            need(getattr(self, name) >= 1, f"--{name} must be >= 1, got {getattr(self, name)}")
+        need(self.n_bins >= 2, f"--n_bins must be >= 2, got {self.n_bins}")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(self.class_weight_multiplier > 0, f"--class_weight_multiplier must be > 0, got {self.class_weight_multiplier}")
         need(self.focal_alpha is None or 0.0 < self.focal_alpha < 1.0, f"--focal_alpha must be in (0, 1), got {self.focal_alpha}")
@@ -196,8 +204,11 @@ class TrainConfig:
         need(0.0 <= self.gate_max_near_copies <= 1.0, f"--gate_max_near_copies must be in [0, 1], got {self.gate_max_near_copies}")
         need(not self.compare or self.augments, "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
-        need(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
-             f"--hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        need(isinstance(self.model_args, dict), f"--model_args must be key=value pairs, got {self.model_args!r}")
+        try:
+            model_settings(self.model, self.model_args)
+        except UserError as exc:
+            raise UserError(f"--model_args: {exc}") from None
         from .baselines import BASELINES  # deferred: sklearn import is only needed when a config is built
 
         for name in self.baseline_names:
@@ -218,6 +229,16 @@ class TrainConfig:
         return self.resample != "none" or self.generator != "none" or self.generated_csv is not None
 
     @property
+    def model_settings(self) -> Any:
+        """The model's settings dataclass: its defaults with --model_args over them."""
+        return model_settings(self.model, self.model_args)
+
+    @property
+    def resolved_num_embeddings(self) -> str:
+        """--num_embeddings, or the model's own default for 'auto'."""
+        return MODELS.get(self.model).num_embeddings if self.num_embeddings == "auto" else self.num_embeddings
+
+    @property
     def baseline_names(self) -> list[str]:
         return [] if self.baselines.strip() in ("", "none") else split_list(self.baselines)
 
@@ -228,6 +249,36 @@ class TrainConfig:
 def split_list(value: Optional[str]) -> list[str]:
     """'a, b,c' -> ['a', 'b', 'c'] (None -> [])."""
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def parse_model_args(text: str) -> dict[str, Any]:
+    """'d_block=256,k=16,hidden_sizes=[128,64],norm=layer' -> a dict of typed values.
+
+    Each value is read as a TOML value (numbers, true/false, [lists], "strings"); anything else
+    is taken as a bare string. Commas inside brackets do not split pairs.
+    """
+    pairs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            pairs.append(current)
+            current = ""
+        else:
+            current += char
+    pairs.append(current)
+    values: dict[str, Any] = {}
+    for pair in (p.strip() for p in pairs):
+        if not pair:
+            continue
+        key, sep, raw = pair.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise argparse.ArgumentTypeError(f"'{pair}' is not key=value; write e.g. --model_args d_block=256,k=16")
+        try:
+            values[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = raw
+    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +302,10 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     if value is None and optional:
         return None
     origin = typing.get_origin(hint)
-    if origin is list:
+    if origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif origin is list:
         (item,) = typing.get_args(hint)
         if isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value):
             return list(value)
@@ -280,13 +334,20 @@ def load_config_file(path: "str | Path") -> dict[str, Any]:
         raise UserError(f"{path}: cannot parse ({exc}); fix the file's syntax") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a table of settings at the top level")
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
+        if key == "model" and isinstance(value, dict):  # a [model] table: name = "...", then its settings
+            table = dict(value)
+            if "name" in table:
+                values["model"] = _check_type("model", table.pop("name"), f"{path} [model] name")
+            values["model_args"] = {**values.get("model_args", {}), **table}
+            continue
         if key not in _FIELDS or key in _FILE_ONLY_FORBIDDEN:
             close = difflib.get_close_matches(key, list(_FIELDS), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"{path}: unknown key '{key}'{hint}; valid keys: {', '.join(k for k in _FIELDS if k not in _FILE_ONLY_FORBIDDEN)}")
-        values[key] = _check_type(key, value, str(path))
+        checked = _check_type(key, value, str(path))
+        values[key] = {**values.get(key, {}), **checked} if key == "model_args" else checked
     return values
 
 
@@ -327,7 +388,10 @@ def build_arg_parser(prog: Optional[str] = None) -> _Parser:
         TrainConfig,
         prog=prog,
         description="Train a neural classifier on an imbalanced binary or multi-label tabular outcome.",
-        epilog="Flags accept --snake_case and --kebab-case spellings. Precedence: defaults < --preset/--config < flags.",
+        epilog="Flags accept --snake_case and --kebab-case spellings. Precedence: defaults < --preset/--config < flags.\n\n"
+               "Models and their settings (--model NAME --model_args key=value,...; or a [model] table in a config file):\n"
+               + settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     for f in fields(TrainConfig):
@@ -356,8 +420,20 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = Non
 
     layered: dict[str, Any] = {}
     if explicit.get("preset") is not None:
-        layered.update(load_config_file(resolve_preset(explicit["preset"])))
+        _merge_layer(layered, load_config_file(resolve_preset(explicit["preset"])))
     if explicit.get("config") is not None:
-        layered.update(load_config_file(explicit["config"]))
-    layered.update(explicit)
+        _merge_layer(layered, load_config_file(explicit["config"]))
+    _merge_layer(layered, explicit)
     return TrainConfig(**layered), explicit
+
+
+def _merge_layer(layered: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Put a higher-precedence layer over ``layered``. Model settings merge key by key, and are
+    dropped when the layer names a different model (they were another model's settings)."""
+    default_model = _FIELDS["model"].default
+    if "model" in layer and layer["model"] != layered.get("model", default_model):
+        layered.pop("model_args", None)
+    args = layer.get("model_args")
+    layered.update({k: v for k, v in layer.items() if k != "model_args"})
+    if args is not None:
+        layered["model_args"] = {**layered.get("model_args", {}), **args}

@@ -29,25 +29,25 @@ __all__ = ["EARLY_STOP_METRICS", "StopMetric", "EarlyStopping"]
 @dataclass(frozen=True)
 class StopMetric:
     mode: str  # "max" or "min"
-    read: Callable[[Mapping[str, Any]], float]  # epoch record -> value
-    tiebreak: Optional[Callable[[Mapping[str, Any]], float]] = None  # maximised on exact ties
+    read: Callable[[Any], float]  # epoch record (training.EpochRecord) -> value
+    tiebreak: Optional[Callable[[Any], float]] = None  # maximised on exact ties
 
 
-def _val_auprc(record: Mapping[str, Any]) -> float:
-    return record["val"]["macro"]["auprc"]
+def _val_auprc(record: Any) -> float:
+    return record.val["macro"]["auprc"]
 
 
 EARLY_STOP_METRICS: Registry[StopMetric] = Registry("early stop metric")
 
 for _name, _key in (("f1", "f1"), ("recall", "recall"), ("precision", "precision"), ("auprc", "auprc"), ("auroc", "auroc")):
     EARLY_STOP_METRICS.register(f"macro_{_name}")(
-        StopMetric("max", lambda r, k=_key: r["val"]["macro"][k], None if _key in ("auprc", "auroc") else _val_auprc)
+        StopMetric("max", lambda r, k=_key: r.val["macro"][k], None if _key in ("auprc", "auroc") else _val_auprc)
     )
 for _name in ("f1", "recall", "precision"):
     EARLY_STOP_METRICS.register(f"macro_{_name}_tuned")(
-        StopMetric("max", lambda r, k=_name: r["val_tuned"]["macro"][k], _val_auprc)
+        StopMetric("max", lambda r, k=_name: r.val_tuned["macro"][k], _val_auprc)
     )
-EARLY_STOP_METRICS.register("val_loss")(StopMetric("min", lambda r: r["val_loss"]))
+EARLY_STOP_METRICS.register("val_loss")(StopMetric("min", lambda r: r.val_loss))
 
 
 class EarlyStopping:

@@ -13,7 +13,7 @@ from models import create_model
 
 from .checkpoint import load_checkpoint
 from .preprocessing import TabularPreprocessor
-from .training import predict_proba
+from .training import TensorRows, predict_proba
 
 __all__ = ["Predictor", "prediction_frame"]
 
@@ -47,9 +47,11 @@ class Predictor:
         self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float64)
         self.id_col: Optional[str] = checkpoint.get("id_col")
         self.preprocessor = TabularPreprocessor.from_state_dict(checkpoint["preprocessing"])
-        self.model = create_model(checkpoint["model_name"], **checkpoint["model_config"])
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.to(self.device).eval()
+        self.models = []  # one per member of a seed ensemble; their probabilities are averaged
+        for state in checkpoint["members"]:
+            model = create_model(checkpoint["model_name"], inputs=checkpoint["inputs"], settings=checkpoint["model_settings"])
+            model.load_state_dict(state)
+            self.models.append(model.to(self.device).eval())
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "Predictor":
@@ -60,8 +62,8 @@ class Predictor:
         return self.preprocessor.input_columns
 
     def _prob(self, frame: pd.DataFrame, source: str) -> np.ndarray:
-        x = torch.from_numpy(self.preprocessor.transform(frame, source=source)).to(self.device)
-        return predict_proba(self.model, x).cpu().numpy()
+        rows = TensorRows.from_numpy(self.preprocessor.transform(frame, source=source), self.device)
+        return predict_proba(self.models, rows).cpu().numpy()
 
     def predict_proba(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
         """Probability per label (columns named by label), aligned with ``frame``'s index."""

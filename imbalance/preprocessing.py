@@ -7,17 +7,23 @@ Each input column becomes one of three kinds, inferred from the training rows:
   the training mean and standard deviation.
 - binary: two-level yes/no, true/false, t/f, y/n (or a boolean column) -> 0/1. Missing -> the
   most frequent value. Not standardised.
-- categorical: anything else, or listed in ``--categorical_cols``. One-hot over the levels seen at
-  least ``min_category_count`` times in training, plus an ``other`` column for rare and unseen
-  levels. Missing -> the most frequent level.
+- categorical: anything else, or listed in ``--categorical_cols``. An integer code per level
+  seen at least ``min_category_count`` times in training, then one code for rare and unseen
+  levels (``other``) and one for missing values.
 
-A column with missing values in the training split also gets a ``<col>__missing`` 0/1 indicator,
-so that "not measured" stays visible to the model after imputation.
+A numeric or binary column with missing values in the training split also gets a
+``<col>__missing`` 0/1 indicator, so that "not measured" stays visible to the model after
+imputation.
+
+The result is :class:`EncodedRows`: a float32 block (numerics, then the 0/1 flags) and an int64
+block of category codes. Models embed or one-hot the codes themselves; the cardinalities are
+:attr:`TabularPreprocessor.cardinalities`.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -26,12 +32,13 @@ import pandas as pd
 from .data import FALSE_TOKENS, TRUE_TOKENS
 from .errors import UserError
 
-__all__ = ["TabularPreprocessor", "OTHER_LEVEL"]
+__all__ = ["TabularPreprocessor", "EncodedRows", "OTHER_LEVEL", "MISSING_LEVEL"]
 
 logger = logging.getLogger(__name__)
 
 OTHER_LEVEL = "__other__"
-STATE_VERSION = 1
+MISSING_LEVEL = "__missing__"
+STATE_VERSION = 2  # 2: categorical missing values have their own code (no indicator); blocks num / flags / codes
 # Non-negative numeric columns skewed beyond this (lab values such as TSH, counts) are log1p'd
 # before standardising: a few huge values would otherwise squash everyone else near zero.
 SKEW_LIMIT = 2.0
@@ -114,6 +121,57 @@ def _infer_kind(series: pd.Series) -> str:
     return "categorical"
 
 
+@dataclass
+class EncodedRows:
+    """Rows in the toolkit's one encoding, made once per run by :meth:`TabularPreprocessor.transform`.
+
+    ``num`` (n, n_numeric + n_flags) float32: the standardised numeric columns first, then the
+    0/1 flags (yes/no features and missing indicators); ``cat`` (n, n_categorical) int64: one code
+    per categorical column, in [0, cardinality). Models, resamplers, generators' quality checks,
+    baselines and checkpoints all read these blocks; :meth:`compact` lays them side by side as one
+    float64 matrix for the libraries that want one (imbalanced-learn, nearest neighbours).
+    """
+
+    num: np.ndarray
+    cat: np.ndarray
+    n_numeric: int
+
+    def __len__(self) -> int:
+        return self.num.shape[0]
+
+    def take(self, rows: np.ndarray) -> "EncodedRows":
+        return EncodedRows(num=self.num[rows], cat=self.cat[rows], n_numeric=self.n_numeric)
+
+    def slice(self, start: int, stop: int) -> "EncodedRows":
+        """Rows ``start:stop`` as views (no copy)."""
+        return EncodedRows(num=self.num[start:stop], cat=self.cat[start:stop], n_numeric=self.n_numeric)
+
+    @staticmethod
+    def concat(parts: Sequence["EncodedRows"]) -> "EncodedRows":
+        return EncodedRows(num=np.concatenate([p.num for p in parts]), cat=np.concatenate([p.cat for p in parts]),
+                           n_numeric=parts[0].n_numeric)
+
+    def compact(self) -> np.ndarray:
+        """(n, n_numeric + n_flags + n_categorical) float64: [numerics | flags | codes]."""
+        return np.hstack([self.num.astype(np.float64), self.cat.astype(np.float64)])
+
+    def one_hot(self, cardinalities: Sequence[int]) -> np.ndarray:
+        """(n, n_float + sum(cardinalities)) float32: the float block, then every code one-hot
+        (columns as :attr:`TabularPreprocessor.feature_names`), for learners that need one matrix."""
+        out = np.zeros((len(self), self.num.shape[1] + int(sum(cardinalities))), dtype=np.float32)
+        out[:, : self.num.shape[1]] = self.num
+        offset = self.num.shape[1]
+        for j, width in enumerate(cardinalities):
+            out[np.arange(len(self)), offset + self.cat[:, j]] = 1.0
+            offset += width
+        return out
+
+    def native(self) -> np.ndarray:
+        """(n, c) float32 with the codes as numbers: for learners that take categorical columns
+        natively (HistGradientBoosting's ``categorical_features``)."""
+        return np.hstack([self.num, self.cat.astype(np.float32)])
+
+
 class TabularPreprocessor:
     """Fit on training rows with :meth:`fit`, then :meth:`transform` any rows to float32."""
 
@@ -162,7 +220,8 @@ class TabularPreprocessor:
             kind = "numeric"
         else:
             kind = _infer_kind(series)
-        spec: dict[str, Any] = {"name": name, "kind": kind, "indicator": n_missing > 0}
+        # A categorical column's missing values get their own code instead of an indicator.
+        spec: dict[str, Any] = {"name": name, "kind": kind, "indicator": n_missing > 0 and kind != "categorical"}
         if kind == "numeric":
             spec.update(_numeric_stats(_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)))
         elif kind == "binary":
@@ -171,10 +230,7 @@ class TabularPreprocessor:
         else:
             text = _category_strings(series)
             counts = text.value_counts()
-            spec.update(
-                levels=[str(level) for level, count in counts.items() if count >= self.min_category_count],
-                fill=str(counts.index[0]),
-            )
+            spec.update(levels=[str(level) for level, count in counts.items() if count >= self.min_category_count])
         return spec
 
     # -- the fitted state as plain data -------------------------------------------------------
@@ -183,20 +239,49 @@ class TabularPreprocessor:
         return [spec["name"] for spec in self._fitted()]
 
     @property
-    def feature_names(self) -> list[str]:
+    def kinds(self) -> dict[str, str]:
+        return {spec["name"]: spec["kind"] for spec in self._fitted()}
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """The standardised numeric columns: the first block of :attr:`EncodedRows.num`."""
+        return [spec["name"] for spec in self._fitted() if spec["kind"] == "numeric"]
+
+    @property
+    def flag_names(self) -> list[str]:
+        """The 0/1 columns after them: yes/no features and ``<col>__missing`` indicators."""
         names = []
         for spec in self._fitted():
-            if spec["kind"] == "categorical":
-                names += [f"{spec['name']}={level}" for level in spec["levels"]] + [f"{spec['name']}={OTHER_LEVEL}"]
-            else:
+            if spec["kind"] == "binary":
                 names.append(spec["name"])
             if spec["indicator"]:
                 names.append(f"{spec['name']}__missing")
         return names
 
     @property
-    def kinds(self) -> dict[str, str]:
-        return {spec["name"]: spec["kind"] for spec in self._fitted()}
+    def categorical_names(self) -> list[str]:
+        return [spec["name"] for spec in self._fitted() if spec["kind"] == "categorical"]
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codes per categorical column: its kept levels, then ``other`` (rare or unseen), then missing."""
+        return [len(spec["levels"]) + 2 for spec in self._fitted() if spec["kind"] == "categorical"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Columns of :meth:`EncodedRows.one_hot`: numerics, flags, then one column per category code."""
+        names = self.numeric_names + self.flag_names
+        for spec in self._fitted():
+            if spec["kind"] == "categorical":
+                names += [f"{spec['name']}={level}" for level in _code_names(spec)]
+        return names
+
+    @property
+    def compact_columns(self) -> list[tuple[str, str]]:
+        """(name, kind) of each column of :meth:`EncodedRows.compact`; kind is 'numeric' or
+        'categorical' (a flag or a category code: values a resampler must keep valid)."""
+        return ([(n, "numeric") for n in self.numeric_names] + [(n, "categorical") for n in self.flag_names]
+                + [(n, "categorical") for n in self.categorical_names])
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -209,7 +294,8 @@ class TabularPreprocessor:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "TabularPreprocessor":
         if state.get("version") != STATE_VERSION:
-            raise UserError(f"preprocessing state version {state.get('version')} is not supported (expected {STATE_VERSION})")
+            raise UserError(f"preprocessing state version {state.get('version')} is not supported (expected {STATE_VERSION}); "
+                            "retrain the model with this version of the toolkit")
         pre = cls(categorical_cols=state["categorical_cols"], min_category_count=state["min_category_count"])
         pre.columns_ = [dict(spec) for spec in state["columns"]]
         return pre
@@ -220,162 +306,116 @@ class TabularPreprocessor:
         return self.columns_
 
     # -- transforming -------------------------------------------------------------------------
-    # Two steps: ``encode`` to a compact matrix with one column per input column (numerics
-    # standardised, yes/no as 0/1, categories as integer codes, missing indicators), then
-    # ``expand`` the codes to one-hot. Resamplers work in the compact space, where a category is
-    # one column (SMOTENC can keep it valid) and distances are on standardised numbers.
     def transform(
         self, frame: pd.DataFrame, *, source: str = "input", order: Optional[np.ndarray] = None, chunk_rows: int = 1 << 16,
-    ) -> np.ndarray:
-        """Rows -> (n, n_features) float32, columns in :attr:`feature_names` order.
+    ) -> EncodedRows:
+        """Rows -> :class:`EncodedRows`: the one encoding every consumer uses.
 
         ``order`` (row positions) picks and orders the rows: output row i is ``frame`` row
         ``order[i]``; the toolkit passes the train, validation and test positions back to back,
-        so each split is a contiguous view of one matrix. Works through ``chunk_rows`` rows at a
-        time into one preallocated float32 matrix, so the float64 intermediates stay small.
+        so each split is a contiguous slice. Works through ``chunk_rows`` rows at a time into
+        preallocated blocks, so the float64 intermediates stay small.
         """
-        missing = [name for name in self.input_columns if name not in frame.columns]
-        if missing:
-            raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
-        frame = frame[self.input_columns]  # no copy: just the columns the model uses
-        n = len(frame) if order is None else len(order)
-        out = np.empty((n, len(self.feature_names)), dtype=np.float32)
-        for start in range(0, n, chunk_rows):
-            stop = min(n, start + chunk_rows)
-            part = frame.iloc[start:stop] if order is None else frame.take(order[start:stop])
-            self.expand(self.encode(part, source=source), out=out[start:stop])
-        return out
-
-    @property
-    def compact_columns(self) -> list[tuple[str, str]]:
-        """(name, kind) of each compact column; kind is 'numeric' or 'categorical' (a code)."""
-        cols = []
-        for spec in self._fitted():
-            cols.append((spec["name"], "numeric" if spec["kind"] == "numeric" else "categorical"))
-            if spec["indicator"]:
-                cols.append((f"{spec['name']}__missing", "categorical"))
-        return cols
-
-    def encode(self, frame: pd.DataFrame, *, source: str = "input") -> np.ndarray:
-        """Rows -> the compact (n, len(compact_columns)) float64 matrix."""
         specs = self._fitted()
         missing = [spec["name"] for spec in specs if spec["name"] not in frame.columns]
         if missing:
             raise UserError(f"{source}: missing feature column(s) {', '.join(missing)}; the model was trained with them")
-        out = np.empty((len(frame), len(self.compact_columns)), dtype=np.float64)
-        col = 0
-        for spec in specs:
+        frame = frame[self.input_columns]  # no copy: just the columns the model uses
+        n = len(frame) if order is None else len(order)
+        n_numeric = len(self.numeric_names)
+        out = EncodedRows(num=np.empty((n, n_numeric + len(self.flag_names)), dtype=np.float32),
+                          cat=np.empty((n, len(self.categorical_names)), dtype=np.int64), n_numeric=n_numeric)
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            part = frame.iloc[start:stop] if order is None else frame.take(order[start:stop])
+            self._encode_into(part, out.num[start:stop], out.cat[start:stop], source=source)
+        return out
+
+    def _encode_into(self, frame: pd.DataFrame, num: np.ndarray, cat: np.ndarray, *, source: str) -> None:
+        n_numeric = len(self.numeric_names)
+        col_num, col_flag, col_cat = 0, n_numeric, 0
+        for spec in self._fitted():
             series = frame[spec["name"]]
-            if spec["kind"] == "numeric" and _plain_numeric(series):  # numpy only: the hot path on large tables
-                filled = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                was_missing = np.isnan(filled)
+            if spec["kind"] == "categorical":
+                was_missing = series.isna().to_numpy()
+                text = _category_strings(series)
+                levels = spec["levels"]
+                codes = pd.Index(levels, dtype=object).get_indexer(text.astype(object))
+                codes = np.where(codes < 0, len(levels), codes)  # rare or unseen -> other
+                cat[:, col_cat] = np.where(was_missing, len(levels) + 1, codes)  # missing has its own code
+                col_cat += 1
+                continue
+            if spec["kind"] == "numeric":
+                if _plain_numeric(series):  # numpy only: the hot path on large tables
+                    filled = series.to_numpy(dtype=np.float64, na_value=np.nan)
+                else:
+                    values = _numeric(series)
+                    _warn_unparsed(values, series.isna().to_numpy(), spec["name"], "numbers", source)
+                    filled = values.to_numpy(dtype=np.float64, na_value=np.nan)
+                was_missing = np.isnan(filled)  # unparsable values count as missing
                 if was_missing.any():
                     filled = np.where(was_missing, spec["median"], filled)  # never in place: may view the frame
                 if spec["log"]:
                     filled = np.log1p(np.maximum(filled, 0.0))
-                out[:, col] = (filled - spec["mean"]) / spec["std"]
-                col += 1
-                if spec["indicator"]:
-                    out[:, col] = was_missing
-                    col += 1
-                continue
-            was_missing = series.isna().to_numpy()
-            if spec["kind"] == "numeric":
-                values = _numeric(series)
-                _warn_unparsed(values, was_missing, spec["name"], "numbers", source)
-                was_missing = values.isna().to_numpy()  # unparsable values count as missing
-                filled = values.fillna(spec["median"]).to_numpy()
-                if spec["log"]:
-                    filled = np.log1p(np.maximum(filled, 0.0))
-                out[:, col] = (filled - spec["mean"]) / spec["std"]
-            elif spec["kind"] == "binary":
+                num[:, col_num] = (filled - spec["mean"]) / spec["std"]
+                col_num += 1
+            else:  # binary
                 values = _as_binary(series)
-                _warn_unparsed(values, was_missing, spec["name"], "yes/no values", source)
+                _warn_unparsed(values, series.isna().to_numpy(), spec["name"], "yes/no values", source)
                 was_missing = values.isna().to_numpy()
-                out[:, col] = values.fillna(spec["fill"]).to_numpy()
-            else:
-                text = _category_strings(series).fillna(spec["fill"])
-                levels = spec["levels"]
-                codes = pd.Index(levels, dtype=object).get_indexer(text.astype(object))
-                out[:, col] = np.where(codes < 0, len(levels), codes)  # rare or unseen -> other
-            col += 1
+                num[:, col_flag] = values.fillna(spec["fill"]).to_numpy()
+                col_flag += 1
             if spec["indicator"]:
-                out[:, col] = was_missing
-                col += 1
-        return out
+                num[:, col_flag] = was_missing
+                col_flag += 1
 
-    def expand(self, compact: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Compact matrix -> model features (float32); category codes become one-hot blocks.
-
-        Runs of numeric columns are copied as one block; ``out`` (n, n_features) float32 is
-        written in place when given.
-        """
+    def from_compact(self, compact: np.ndarray) -> EncodedRows:
+        """A compact matrix (see :meth:`EncodedRows.compact`) back to rows; flags and codes are
+        rounded and clipped to valid values, so rows made by interpolation stay valid."""
         compact = np.asarray(compact, dtype=np.float64)
-        n = compact.shape[0]
-        if out is None:
-            out = np.empty((n, len(self.feature_names)), dtype=np.float32)
-        for src, dst, width, one_hot in self._expand_plan():
-            if one_hot:
-                out[:, dst : dst + width] = 0.0
-                codes = np.clip(np.rint(compact[:, src]), 0, width - 1).astype(np.int64)
-                out[np.arange(n), dst + codes] = 1.0
-            else:
-                out[:, dst : dst + width] = compact[:, src : src + width]
-        return out
+        n_numeric, n_float = len(self.numeric_names), len(self.numeric_names) + len(self.flag_names)
+        num = compact[:, :n_float].astype(np.float32)
+        num[:, n_numeric:] = np.clip(np.rint(num[:, n_numeric:]), 0.0, 1.0)
+        cards = np.asarray(self.cardinalities, dtype=np.int64)
+        cat = np.clip(np.rint(compact[:, n_float:]), 0, np.maximum(cards - 1, 0)).astype(np.int64)
+        return EncodedRows(num=num, cat=cat.reshape(len(compact), len(cards)), n_numeric=n_numeric)
 
-    def _expand_plan(self) -> list[tuple[int, int, int, bool]]:
-        """(compact column, feature column, width, one-hot?) blocks; adjacent plain columns merged."""
-        plan: list[tuple[int, int, int, bool]] = []
-        src = dst = 0
+    def decode(self, rows: "EncodedRows | np.ndarray") -> pd.DataFrame:
+        """Rows (or a compact matrix) -> the original column space (units, level names).
 
-        def plain(width: int = 1) -> None:
-            if plan and not plan[-1][3] and plan[-1][0] + plan[-1][2] == src and plan[-1][1] + plan[-1][2] == dst:
-                plan[-1] = (plan[-1][0], plan[-1][1], plan[-1][2] + width, False)
-            else:
-                plan.append((src, dst, width, False))
-
+        A set missing indicator or the missing code gives NaN in that column, so decoding then
+        transforming gives back the same rows.
+        """
+        if not isinstance(rows, EncodedRows):
+            rows = self.from_compact(rows)
+        num = rows.num.astype(np.float64)
+        col_num, col_flag, col_cat = 0, len(self.numeric_names), 0
+        columns: dict[str, Any] = {}
         for spec in self._fitted():
             if spec["kind"] == "categorical":
-                width = len(spec["levels"]) + 1
-                plan.append((src, dst, width, True))
-                dst += width
-            else:
-                plain()
-                dst += 1
-            src += 1
-            if spec["indicator"]:
-                plain()
-                src += 1
-                dst += 1
-        return plan
-
-    def decode(self, compact: np.ndarray) -> pd.DataFrame:
-        """Compact matrix -> rows in the original column space (units, level names).
-
-        A row whose missing indicator is set gets NaN in that column, so decoding then
-        transforming gives back the same features.
-        """
-        compact = np.asarray(compact, dtype=np.float64)
-        columns: dict[str, Any] = {}
-        src = 0
-        for spec in self._fitted():
-            values = compact[:, src]
+                names = np.array(list(_code_names(spec)[:-1]) + [np.nan], dtype=object)
+                columns[spec["name"]] = pd.Series(names[rows.cat[:, col_cat]])
+                col_cat += 1
+                continue
             if spec["kind"] == "numeric":
-                decoded: Any = values * spec["std"] + spec["mean"]
+                decoded: Any = num[:, col_num] * spec["std"] + spec["mean"]
                 if spec["log"]:
                     decoded = np.expm1(decoded)
-            elif spec["kind"] == "binary":
-                decoded = pd.array(np.rint(values).astype(np.int64), dtype="Int64")
+                col_num += 1
             else:
-                names = np.array(list(spec["levels"]) + [OTHER_LEVEL], dtype=object)
-                decoded = names[np.clip(np.rint(values), 0, len(names) - 1).astype(np.int64)]
-            src += 1
+                decoded = pd.array(np.rint(num[:, col_flag]).astype(np.int64), dtype="Int64")
+                col_flag += 1
             series = pd.Series(decoded)
             if spec["indicator"]:
-                series = series.mask(compact[:, src] > 0.5)
-                src += 1
+                series = series.mask(num[:, col_flag] > 0.5)
+                col_flag += 1
             columns[spec["name"]] = series
         return pd.DataFrame(columns)
+
+
+def _code_names(spec: dict[str, Any]) -> list[str]:
+    """Names of a categorical column's codes: its levels, ``other``, ``missing``."""
+    return [str(level) for level in spec["levels"]] + [OTHER_LEVEL, MISSING_LEVEL]
 
 
 def _warn_unparsed(values: pd.Series, was_missing: np.ndarray, name: str, what: str, source: str) -> None:

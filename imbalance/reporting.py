@@ -111,34 +111,36 @@ class EpochLogger:
 
             self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def log_epoch(self, record: Mapping[str, Any]) -> None:
-        epoch = record["epoch"]
-        val, tuned = record["val"], record["val_tuned"]
+    def log_epoch(self, record: Any) -> None:
+        """One epoch (a ``training.EpochRecord``): the console line and TensorBoard scalars."""
+        epoch = record.epoch
+        step = epoch if not record.member else 1000 * record.member + epoch  # ensemble members apart
+        val, tuned = record.val, record.val_tuned
         if not self.quiet:
             counts = " ".join(str(val["labels"][n]["n_pos_pred"]) for n in self.label_names)
             logger.info(
-                "epoch %3d  loss %.4f/%.4f  @0.5 P %.3f R %.3f F1 %.3f  tuned F1 %.3f  AUROC %.3f AUPRC %.3f  pos_pred [%s]%s",
-                epoch, record["train_loss"], record["val_loss"], val["macro"]["precision"], val["macro"]["recall"],
+                "%sepoch %3d  loss %.4f/%.4f  @0.5 P %.3f R %.3f F1 %.3f  tuned F1 %.3f  AUROC %.3f AUPRC %.3f  pos_pred [%s]%s",
+                f"member {record.member + 1} " if record.member else "", epoch, record.train_loss, record.val_loss, val["macro"]["precision"], val["macro"]["recall"],
                 val["macro"]["f1"], tuned["macro"]["f1"], val["macro"]["auroc"], val["macro"]["auprc"], counts,
-                "  *" if record["improved"] else "",
+                "  *" if record.improved else "",
             )
         if self.writer is None:
             return
         w = self.writer
-        w.add_scalar("loss/train", record["train_loss"], epoch)
-        w.add_scalar("loss/val", record["val_loss"], epoch)
-        w.add_scalar("lr", record["lr"], epoch)
+        w.add_scalar("loss/train", record.train_loss, step)
+        w.add_scalar("loss/val", record.val_loss, step)
+        w.add_scalar("lr", record.lr, step)
         for key in ("precision", "recall", "f1", "auroc", "auprc"):
-            w.add_scalar(f"macro/{key}", val["macro"][key], epoch)
-        w.add_scalar("macro/f1_tuned", tuned["macro"]["f1"], epoch)
+            w.add_scalar(f"macro/{key}", val["macro"][key], step)
+        w.add_scalar("macro/f1_tuned", tuned["macro"]["f1"], step)
         for name in self.label_names:
             m = val["labels"][name]
             for key in ("precision", "recall", "f1", "auroc", "auprc", "n_pos_pred"):
-                w.add_scalar(f"{name}/{key}", m[key], epoch)
-            w.add_scalar(f"{name}/loss_train", record["train_loss_per_label"][name], epoch)
-            w.add_scalar(f"{name}/loss_val", record["val_loss_per_label"][name], epoch)
-            w.add_scalar(f"{name}/f1_tuned", tuned["labels"][name]["f1"], epoch)
-            w.add_scalar(f"{name}/threshold_tuned", tuned["labels"][name]["threshold"], epoch)
+                w.add_scalar(f"{name}/{key}", m[key], step)
+            w.add_scalar(f"{name}/loss_train", record.train_loss_per_label[name], step)
+            w.add_scalar(f"{name}/loss_val", record.val_loss_per_label[name], step)
+            w.add_scalar(f"{name}/f1_tuned", tuned["labels"][name]["f1"], step)
+            w.add_scalar(f"{name}/threshold_tuned", tuned["labels"][name]["threshold"], step)
 
     def log_synthetic_quality(self, quality: Mapping[str, Any], markdown: str) -> None:
         if self.writer is None:

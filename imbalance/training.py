@@ -27,6 +27,8 @@ from .sampling import iterate_batches
 from .thresholds import optimize_thresholds
 
 __all__ = [
+    "TensorRows",
+    "EpochRecord",
     "OPTIMIZERS",
     "LR_SCHEDULERS",
     "DEFAULT_THRESHOLD",
@@ -41,6 +43,72 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # the decision threshold unless --optimize_thresholds tunes one
+
+
+@dataclass
+class TensorRows:
+    """A split's features as tensors: ``num`` (n, n_numeric + n_flags) float32 and ``cat``
+    (n, n_categorical) int64 codes; every model is called as ``model(rows.num, rows.cat)``."""
+
+    num: torch.Tensor
+    cat: torch.Tensor
+
+    @classmethod
+    def from_numpy(cls, rows: Any, device: "torch.device | str" = "cpu") -> "TensorRows":
+        """From :class:`~imbalance.preprocessing.EncodedRows` (no copy on the CPU)."""
+        return cls(num=torch.from_numpy(rows.num).to(device), cat=torch.from_numpy(rows.cat).to(device))
+
+    def __len__(self) -> int:
+        return self.num.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.num.device
+
+    def index_select(self, idx: torch.Tensor) -> "TensorRows":
+        # index_select is faster than x[idx] (no advanced-indexing machinery)
+        return TensorRows(num=self.num.index_select(0, idx), cat=self.cat.index_select(0, idx))
+
+    def slice(self, start: int, stop: int) -> "TensorRows":
+        return TensorRows(num=self.num[start:stop], cat=self.cat[start:stop])
+
+
+def member_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid probabilities (B, L); a model that outputs k members' logits (B, k, L) gets the
+    mean of its members' probabilities, as TabM's paper averages them."""
+    prob = torch.sigmoid(logits.float())
+    return prob.mean(dim=1) if prob.ndim == 3 else prob
+
+
+def per_member_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targets shaped like ``logits``: every member of a (B, k, L) output is trained on the batch."""
+    return targets.unsqueeze(1).expand_as(logits) if logits.ndim == 3 else targets
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced; passed to the logger, the collapse guard, early stopping and the
+    checkpoint writer, and kept (as :meth:`summary`) in the run's history."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    val_loss: float
+    train_loss_per_label: dict[str, float]
+    val_loss_per_label: dict[str, float]
+    val: dict[str, Any]  # label_metrics at the fixed threshold 0.5 ("labels", "macro")
+    val_tuned: dict[str, Any]  # the same at thresholds tuned on these validation rows
+    score: float = math.nan  # the early-stopping metric's value
+    improved: bool = False  # the new best epoch
+    best_epoch: int = -1
+    best_score: float = math.nan
+    member: int = 0  # which member of a seed ensemble (--ensemble) this epoch trained
+
+    def summary(self, label_names: Sequence[str]) -> dict[str, Any]:
+        """The plain-data line kept in metrics.json's history."""
+        return {"member": self.member, "epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss,
+                "score": self.score, "lr": self.lr,
+                "val_pos_pred": {n: self.val["labels"][n]["n_pos_pred"] for n in label_names}}
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 LR_SCHEDULERS: Registry[Callable[..., Optional[Callable[[float], None]]]] = Registry("lr scheduler")
@@ -104,7 +172,7 @@ def _progress(iterable: Any, *, total: int, enabled: bool, desc: str) -> Any:
 
 def train_one_epoch(
     model: nn.Module,
-    x: torch.Tensor,
+    x: TensorRows,
     y: torch.Tensor,
     indices: torch.Tensor,
     *,
@@ -117,7 +185,10 @@ def train_one_epoch(
     dist: Optional[DistContext] = None,
     amp: bool = False,
 ) -> dict[str, Any]:
-    """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss."""
+    """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss.
+
+    A model with k member outputs (B, k, L) is trained with the loss of every member.
+    """
     model.train()
     indices = indices.to(x.device)
     total = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
@@ -126,13 +197,15 @@ def train_one_epoch(
     stepper = OptimizerStep(optimizer)
     params = stepper.params
     for idx in _progress(iterate_batches(indices, batch_size), total=n_batches, enabled=progress, desc=desc):
-        xb = x.index_select(0, idx)  # faster than x[idx] (no advanced-indexing machinery)
+        xb = x.index_select(idx)
         if amp:
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                logits = model(xb)
+                logits = model(xb.num, xb.cat)
         else:  # no context manager per step: at batch 32 every microsecond of overhead shows
-            logits = model(xb)
-        per_element = loss_fn.elementwise(logits, y.index_select(0, idx))  # losses compute in float32
+            logits = model(xb.num, xb.cat)
+        per_element = loss_fn.elementwise(logits, per_member_targets(logits, y.index_select(0, idx)))  # float32
+        if per_element.ndim == 3:  # every member's loss counts; the mean over members per row
+            per_element = per_element.mean(dim=1)
         loss = per_element.mean()
         stepper.zero_grad()
         loss.backward()
@@ -150,23 +223,38 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 8192) -> torch.Tensor:
-    """Sigmoid probabilities (n, L), float32, on the input's device."""
+def predict_logits(model: nn.Module, x: TensorRows, *, batch_size: int = 8192, amp: bool = False) -> torch.Tensor:
+    """The model's logits for every row, in chunks: (n, L) or (n, k, L), float32."""
     model.eval()
-    if x.shape[0] == 0:
-        return torch.empty((0, _out_features(model)), device=x.device)
-    return torch.cat([torch.sigmoid(model(x[i : i + batch_size]).float()) for i in range(0, x.shape[0], batch_size)])
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        parts = [model(*_pair(x.slice(i, i + batch_size))).float() for i in range(0, len(x), batch_size)]
+    if not parts:  # no rows: one tiny forward pass tells the output shape
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            probe = model(torch.zeros((1, x.num.shape[1]), device=x.device), torch.zeros((1, x.cat.shape[1]), dtype=torch.int64, device=x.device))
+        return torch.empty((0, *probe.shape[1:]), device=x.device)
+    return torch.cat(parts)
 
 
-def _out_features(model: nn.Module) -> int:
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
+def _pair(rows: TensorRows) -> tuple[torch.Tensor, torch.Tensor]:
+    return rows.num, rows.cat
+
+
+@torch.no_grad()
+def predict_proba(models: "nn.Module | Sequence[nn.Module]", x: TensorRows, *, batch_size: int = 8192, amp: bool = False) -> torch.Tensor:
+    """Probabilities (n, L), float32, on the input's device: the sigmoid of the logits, averaged
+    over a model's own members (TabM) and over the models of a seed ensemble."""
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    total = None
+    for model in models:
+        prob = member_probabilities(predict_logits(model, x, batch_size=batch_size, amp=amp))
+        total = prob if total is None else total + prob
+    return total / len(models)
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
+    x: TensorRows,
     y: torch.Tensor,
     *,
     loss_fn: ElementwiseLoss,
@@ -182,16 +270,15 @@ def evaluate(
     every process computes the same metrics from all predictions. Returns the metric dict and
     the probabilities (n, L) as a numpy array.
     """
-    model.eval()
     dist = dist or DistContext()
-    start, stop = dist.row_range(x.shape[0])
-    part = x[start:stop]
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = torch.cat([model(part[i : i + batch_size]).float() for i in range(0, part.shape[0], batch_size)]) \
-            if part.shape[0] else torch.empty((0, y.shape[1]), device=x.device)
-    logits = dist.gather_rows(logits, x.shape[0])
-    per_label = loss_fn.elementwise(logits, y).double().mean(dim=0) if x.shape[0] else torch.zeros(y.shape[1])
-    prob = torch.sigmoid(logits).cpu().numpy()
+    start, stop = dist.row_range(len(x))
+    logits = dist.gather_rows(predict_logits(model, x.slice(start, stop), batch_size=batch_size, amp=amp), len(x))
+    if len(x):
+        per_element = loss_fn.elementwise(logits, per_member_targets(logits, y)).double()
+        per_label = (per_element.mean(dim=1) if per_element.ndim == 3 else per_element).mean(dim=0)
+    else:
+        per_label = torch.zeros(y.shape[1])
+    prob = member_probabilities(logits).cpu().numpy()
     truth = y.cpu().numpy()
     fixed = np.full(len(label_names), DEFAULT_THRESHOLD)
     tuned, _ = optimize_thresholds(truth, prob, threshold_metric, fallback=DEFAULT_THRESHOLD, warn=False)
@@ -208,18 +295,18 @@ class FitResult:
     best_epoch: int
     best_score: float
     best_state: dict[str, torch.Tensor]
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     stopped_early: bool = False
 
 
-EpochCallback = Callable[[dict[str, Any], np.ndarray], None]
+EpochCallback = Callable[[EpochRecord, np.ndarray], None]
 
 
 def fit(
     model: nn.Module,
     *,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[TensorRows, torch.Tensor],
+    val: tuple[TensorRows, torch.Tensor],
     sampler: Any,
     loss_fn: ElementwiseLoss,
     optimizer: torch.optim.Optimizer,
@@ -237,11 +324,12 @@ def fit(
     on_epoch_end: Optional[EpochCallback] = None,
     dist: Optional[DistContext] = None,
     amp: bool = False,
+    member: int = 0,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
-    Each epoch's record (a plain dict) is passed to ``on_epoch_end`` with the validation
-    probabilities; ``record["improved"]`` tells whether it is the new best. Under ``torchrun``
+    Each epoch's :class:`EpochRecord` is passed to ``on_epoch_end`` with the validation
+    probabilities; ``record.improved`` tells whether it is the new best. Under ``torchrun``
     (``dist``), ``model`` is the DistributedDataParallel wrapper, each process trains on its
     shard of every epoch, and ``on_epoch_end`` runs on rank 0 only.
     """
@@ -272,21 +360,16 @@ def fit(
             model, x_val, y_val, loss_fn=loss_fn, label_names=label_names, threshold_metric=threshold_metric, dist=dist,
             amp=amp,
         )
-        record = {
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": stats["loss"],
-            "val_loss": val_record["loss"],
-            "train_loss_per_label": dict(zip(label_names, stats["loss_per_label"])),
-            "val_loss_per_label": dict(zip(label_names, val_record["loss_per_label"])),
-            "val": val_record["at_default"],
-            "val_tuned": val_record["tuned"],
-        }
-        score = watch.read(record)
-        record["score"] = score
-        record["improved"] = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
-        record["best_epoch"], record["best_score"] = stopper.best_epoch, stopper.best_score
-        if record["improved"]:
+        record = EpochRecord(
+            epoch=epoch, lr=lr, train_loss=stats["loss"], val_loss=val_record["loss"],
+            train_loss_per_label=dict(zip(label_names, stats["loss_per_label"])),
+            val_loss_per_label=dict(zip(label_names, val_record["loss_per_label"])),
+            val=val_record["at_default"], val_tuned=val_record["tuned"], member=member,
+        )
+        record.score = score = watch.read(record)
+        record.improved = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
+        record.best_epoch, record.best_score = stopper.best_epoch, stopper.best_score
+        if record.improved:
             best_state = copy.deepcopy(module.state_dict())
         history.append(record)
         if on_epoch_end is not None and dist.is_main:
@@ -300,7 +383,7 @@ def fit(
                 epoch, early_stop_metric, stopper.patience, stopper.best_score, stopper.best_epoch,
             )
             break
-    best_epoch = stopper.best_epoch if stopper.best_epoch > 0 else history[-1]["epoch"]
+    best_epoch = stopper.best_epoch if stopper.best_epoch > 0 else history[-1].epoch
     if stopper.best_epoch < 0:
         best_state = copy.deepcopy(module.state_dict())
         logger.warning("%s was undefined in every epoch; keeping the last epoch's weights", early_stop_metric)

@@ -1,0 +1,367 @@
+"""The stages of a training run, each a function with a typed result.
+
+``train_classifier.py`` calls them in order:
+
+    prepare_data      load, split, fit preprocessing, encode every row once, augment the training split
+    input_spec        what the model is given: feature counts, cardinalities, numeric-embedding bins
+    fit_members       build the model, loss, optimiser and sampler per member and train with early stopping
+    tune_thresholds   per-label decision thresholds on the validation split
+    score_models      the network and the baselines on the held-out split
+    write_outputs     best.pt, metrics.json, report.md, test_predictions.csv, TensorBoard's last entries
+
+Every consumer (resamplers, generators' quality report, baselines, the model, the checkpoint)
+reads the same :class:`~imbalance.preprocessing.EncodedRows`, made once in ``prepare_data``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from models import InputSpec, create_model
+
+from .augmentation import AugmentedTrain, augment_training_split
+from .baselines import baseline_scores
+from .bins import fit_bins
+from .checkpoint import build_checkpoint, save_checkpoint
+from .class_weights import compute_class_weights
+from .config import TrainConfig, split_list
+from .data import Table, load_table
+from .distributed import DistContext
+from .errors import UserError
+from .inference import prediction_frame
+from .losses import ElementwiseLoss, build_loss
+from .metrics import label_metrics
+from .preprocessing import EncodedRows, TabularPreprocessor
+from .reporting import CollapseGuard, EpochLogger, format_report_markdown, write_json_atomic
+from .sampling import build_sampler, expected_positive_share, row_weights
+from .splitting import split_indices
+from .synthetic_quality import quality_summary
+from .thresholds import optimize_thresholds
+from .training import DEFAULT_THRESHOLD, EpochRecord, FitResult, TensorRows, build_optimizer, fit, predict_proba
+
+__all__ = [
+    "PARTS",
+    "PreparedData",
+    "Components",
+    "TrainedModels",
+    "RunCheckpoints",
+    "resolve_device",
+    "prepare_data",
+    "input_spec",
+    "build_components",
+    "fit_members",
+    "tune_thresholds",
+    "score_models",
+    "write_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+PARTS = ("train", "val", "test")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; use --device cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    """The run's data, encoded once. ``rows["train"]`` may hold added rows (``augmented``);
+    ``real_train`` are the real training rows (baselines and embedding bins are fitted on them)."""
+
+    table: Table
+    splits: dict[str, np.ndarray]  # row positions in the table per part
+    preprocessor: TabularPreprocessor
+    rows: dict[str, EncodedRows]
+    labels: dict[str, np.ndarray]  # (n, L) uint8 per part
+    real_train: EncodedRows
+    real_train_labels: np.ndarray
+    augmented: Optional[AugmentedTrain] = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.table.label_names
+
+    @property
+    def report_split(self) -> str:
+        """The split of the final report: test, or validation when there is no test split."""
+        return "test" if len(self.splits["test"]) else "val"
+
+
+def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False) -> PreparedData:
+    """Load, split, fit preprocessing on the training rows only, encode every row once, then add
+    the asked-for rows to the training split."""
+    table = load_table(
+        cfg.csv_path, target_cols=split_list(cfg.target_cols), id_col=cfg.id_col, drop_cols=split_list(cfg.drop_cols),
+        exact_cols=split_list(cfg.categorical_cols), demo_rows=cfg.demo_rows, progress=progress,
+    )
+    names = table.label_names
+    splits = split_indices(table.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                           stratify=cfg.use_stratified_split, seed=cfg.seed, label_names=names)
+    pre = TabularPreprocessor(categorical_cols=split_list(cfg.categorical_cols), min_category_count=cfg.min_category_count)
+    # Column statistics in threads (numpy releases the GIL): one per process under torchrun.
+    pre.fit(table.features, rows=splits["train"], workers=1 if dist.enabled else min(4, _available_cores()))
+    # Train, validation and test rows back to back in one set of blocks; each split is a view.
+    encoded = pre.transform(table.features, source=table.source, order=np.concatenate([splits[p] for p in PARTS]))
+    bounds = np.cumsum([0] + [len(splits[p]) for p in PARTS])
+    rows = {part: encoded.slice(int(bounds[i]), int(bounds[i + 1])) for i, part in enumerate(PARTS)}
+    labels = {part: table.labels[splits[part]] for part in PARTS}
+    log.info("%s: %d rows -> %d train / %d validation / %d test; %d input columns -> %d numeric, %d yes/no and "
+             "missing flags, %d categorical; %s task with %d label(s)",
+             table.source, len(table.labels), *(len(splits[p]) for p in PARTS), len(pre.input_columns),
+             len(pre.numeric_names), len(pre.flag_names), len(pre.categorical_names),
+             "multi-label" if table.is_multilabel else "binary", len(names))
+    data = PreparedData(table=table, splits=splits, preprocessor=pre, rows=rows, labels=labels,
+                        real_train=rows["train"], real_train_labels=labels["train"])
+    if cfg.augments:
+        data.augmented = augment_training_split(
+            pre, rows["train"], table.features.iloc[splits["train"]], labels["train"], label_names=names,
+            resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors,
+            generated_csv=cfg.generated_csv, generator=cfg.generator, augment_strategy=cfg.augment_strategy,
+            generated_ratio=cfg.generated_ratio, seed=cfg.seed,
+        )
+        data.rows["train"], data.labels["train"] = data.augmented.rows, data.augmented.y
+    table.release_features()  # from here on the encoded blocks hold the features
+    return data
+
+
+def input_spec(cfg: TrainConfig, data: PreparedData) -> InputSpec:
+    """What the model is built for; piecewise-linear bins are fitted on the real training rows."""
+    pre = data.preprocessor
+    kind = cfg.resolved_num_embeddings
+    n_numeric = len(pre.numeric_names)
+    bins = None
+    if kind == "piecewise_linear" and n_numeric:
+        bins = fit_bins(data.real_train.num[:, :n_numeric], data.real_train_labels, n_bins=cfg.n_bins,
+                        method=cfg.embedding_bins, seed=cfg.seed)
+    return InputSpec(n_numeric=n_numeric, n_flags=len(pre.flag_names), cardinalities=pre.cardinalities,
+                     n_labels=len(data.label_names), num_embeddings=kind, d_embedding=cfg.d_embedding, bins=bins)
+
+
+def log_label_summary(cfg: TrainConfig, names: list[str], y_train: np.ndarray, class_weights: np.ndarray) -> None:
+    """Prevalence, expected positive share per batch and class weight, per label."""
+    weights = row_weights(y_train, cfg.weight_method) if cfg.use_weighted_sampling else None
+    share = expected_positive_share(y_train, weights)
+    sampling = f"weighted sampling '{cfg.weight_method}'" if cfg.use_weighted_sampling else "uniform shuffling"
+    log.info("label summary (training split, %s, class weights '%s' x %g, loss %s):",
+             sampling, cfg.class_weight_method, cfg.class_weight_multiplier, cfg.loss_type)
+    width = max(len(n) for n in names)
+    for j, name in enumerate(names):
+        log.info("  %-*s  prevalence %6.2f%%  (%d positives)  expected positive share per batch %6.2f%%  class weight %.3g",
+                 width, name, 100 * y_train[:, j].mean(), int(y_train[:, j].sum()), 100 * share[j], class_weights[j])
+
+
+# -- model and training -----------------------------------------------------------------------
+
+
+@dataclass
+class Components:
+    """One member's model, loss, optimiser and sampler, all from registries."""
+
+    model: nn.Module
+    train_model: nn.Module  # the DistributedDataParallel wrapper under torchrun, else the model
+    loss_fn: ElementwiseLoss
+    optimizer: torch.optim.Optimizer
+    sampler: Any
+
+
+def build_components(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, class_weights: np.ndarray, *, seed: int,
+                     device: torch.device, dist: DistContext) -> Components:
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, inputs=inputs, settings=cfg.model_settings).to(device)
+    loss_fn = build_loss(cfg.loss_type, class_weights=torch.tensor(class_weights, dtype=torch.float32),
+                         focal_gamma=cfg.focal_gamma, focal_alpha=cfg.focal_alpha).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = build_sampler(data.labels["train"], weighted=cfg.use_weighted_sampling, method=cfg.weight_method, seed=seed,
+                            world_size=dist.world_size)
+    train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.enabled else model
+    return Components(model=model, train_model=train_model, loss_fn=loss_fn, optimizer=optimizer, sampler=sampler)
+
+
+@dataclass
+class RunCheckpoints:
+    """What every checkpoint of a run shares; :meth:`build` adds the weights and the moment."""
+
+    cfg: TrainConfig
+    data: PreparedData
+    inputs: InputSpec
+
+    def build(self, members: list[dict[str, torch.Tensor]], *, epoch: int, thresholds: Any, source: str,
+              metrics: dict[str, Any], **resume_state: Any) -> dict[str, Any]:
+        return build_checkpoint(
+            model_name=self.cfg.model, model_settings=dataclasses.asdict(self.cfg.model_settings),
+            inputs=self.inputs.to_dict(), members=members, train_config=self.cfg.to_dict(),
+            preprocessing=self.data.preprocessor.state_dict(), label_names=self.data.label_names,
+            id_col=self.data.table.id_col, thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics,
+            **resume_state,
+        )
+
+
+@dataclass
+class TrainedModels:
+    """The members of the run (one unless ``--ensemble``), each at its best epoch's weights."""
+
+    members: list[nn.Module]
+    results: list[FitResult]
+
+    @property
+    def states(self) -> list[dict[str, torch.Tensor]]:
+        return [r.best_state for r in self.results]
+
+    @property
+    def history(self) -> list[EpochRecord]:
+        return [record for result in self.results for record in result.history]
+
+
+def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, device: torch.device, dist: DistContext,
+                out: Path, epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
+                progress: bool = False) -> TrainedModels:
+    """Train ``cfg.ensemble`` members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...) on the same split.
+
+    After every epoch ``last.pt`` holds the finished members and the current one's last epoch
+    (with its optimiser state), and ``best.pt`` the finished members and the current one's best
+    epoch, so a run stopped at any point leaves a usable checkpoint.
+    """
+    names = data.label_names
+    class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names)
+    log_label_summary(cfg, names, data.labels["train"], class_weights)
+    tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
+               for part in ("train", "val")}
+    members: list[nn.Module] = []
+    results: list[FitResult] = []
+    at_default = [DEFAULT_THRESHOLD] * len(names)
+    for member in range(cfg.ensemble):
+        seed = cfg.seed + member
+        parts = build_components(cfg, data, inputs, class_weights, seed=seed, device=device, dist=dist)
+        if cfg.ensemble > 1:
+            log.info("ensemble member %d of %d (seed %d)", member + 1, cfg.ensemble, seed)
+
+        def on_epoch_end(record: EpochRecord, val_prob: np.ndarray, parts: Components = parts) -> None:
+            epoch_log.log_epoch(record)
+            guard.update(record.val)
+            finished = [r.best_state for r in results]
+            common = dict(epoch=record.epoch, thresholds=at_default, source="default", metrics={"val": record.val})
+            if record.improved:
+                save_checkpoint(checkpoints.build(finished + [parts.model.state_dict()], **common), out / "best.pt")
+            save_checkpoint(checkpoints.build(
+                finished + [parts.model.state_dict()], **common, optimizer_state=parts.optimizer.state_dict(),
+                early_stopping_state={"member": record.member, "best_epoch": record.best_epoch, "best_score": record.best_score},
+            ), out / "last.pt")
+
+        result = fit(
+            parts.train_model, train=tensors["train"], val=tensors["val"], sampler=parts.sampler, loss_fn=parts.loss_fn,
+            optimizer=parts.optimizer, label_names=names, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            early_stop_metric=cfg.early_stop_metric, early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta,
+            threshold_metric=cfg.threshold_metric, lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=seed,
+            progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member,
+        )
+        parts.model.load_state_dict(result.best_state)
+        members.append(parts.model)
+        results.append(result)
+    return TrainedModels(members=members, results=results)
+
+
+# -- thresholds, scores, outputs --------------------------------------------------------------
+
+
+def tune_thresholds(cfg: TrainConfig, y_val: np.ndarray, prob_val: np.ndarray) -> tuple[np.ndarray, str]:
+    """Per-label thresholds tuned on validation for ``--threshold_metric``, or 0.5 everywhere."""
+    if not cfg.optimize_thresholds:
+        return np.full(y_val.shape[1], DEFAULT_THRESHOLD), "default"
+    thresholds, _ = optimize_thresholds(y_val, prob_val, cfg.threshold_metric, fallback=DEFAULT_THRESHOLD)
+    return thresholds, f"tuned on validation for {cfg.threshold_metric}"
+
+
+def predict_parts(trained: TrainedModels, data: PreparedData, *, device: torch.device, amp: bool = False) -> dict[str, np.ndarray]:
+    """The members' averaged probabilities on the validation and report splits."""
+    parts = ("val", data.report_split)
+    return {part: predict_proba(trained.members, TensorRows.from_numpy(data.rows[part], device), amp=amp).cpu().numpy()
+            for part in parts}
+
+
+def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarray], thresholds: np.ndarray) -> dict[str, Any]:
+    """Per-label metrics on the report split: the network, then every baseline fitted on the real
+    training rows (the simple model users would otherwise fit) with thresholds tuned the same way."""
+    split, names = data.report_split, data.label_names
+    scored = {"network": label_metrics(data.labels[split], prob[split], thresholds, names)}
+    for baseline in cfg.baseline_names:
+        scores = baseline_scores(baseline, data.real_train, data.real_train_labels,
+                                 {"val": data.rows["val"], split: data.rows[split]},
+                                 cardinalities=data.preprocessor.cardinalities, seed=cfg.seed)
+        base_thr, _ = tune_thresholds(cfg, data.labels["val"], scores["val"])
+        scored[baseline] = label_metrics(data.labels[split], scores[split], base_thr, names)
+    return scored
+
+
+def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
+                  prob: dict[str, np.ndarray], thresholds: np.ndarray, source: str, scored: dict[str, Any],
+                  guard: CollapseGuard, epoch_log: EpochLogger, started: float, out: Path) -> dict[str, Any]:
+    """best.pt with every member and the tuned thresholds, metrics.json, report.md and
+    test_predictions.csv; returns the report written to metrics.json."""
+    split, names = data.report_split, data.label_names
+    final = scored["network"]
+    collapsed_final = {n: ("all-negative" if m["n_pos_pred"] == 0 else "all-positive")
+                       for n, m in final["labels"].items() if m["n_pos_pred"] in (0, m["n"])}
+    first = trained.results[0]
+    report = {
+        "split": split,
+        "run": {
+            "output_dir": str(out), "source": data.table.source, "labels": names,
+            "rows": {p: int(len(r)) for p, r in data.splits.items()},
+            "model": cfg.model, "model_settings": dataclasses.asdict(cfg.model_settings),
+            "num_embeddings": checkpoints.inputs.num_embeddings, "ensemble": cfg.ensemble,
+            "best_epoch": first.best_epoch, "epochs_run": len(first.history), "stopped_early": first.stopped_early,
+            "members": [{"seed": cfg.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history),
+                         "stopped_early": r.stopped_early, "best_score": r.best_score} for i, r in enumerate(trained.results)],
+            "early_stop_metric": cfg.early_stop_metric, "best_score": first.best_score,
+            "optimize_thresholds": cfg.optimize_thresholds, "threshold_metric": cfg.threshold_metric,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        "models": scored,
+        "augmentation": None if data.augmented is None else {
+            "provenance": data.augmented.provenance,
+            "quality": None if data.augmented.quality is None else quality_summary(data.augmented.quality),
+        },
+        "collapsed": {"final": collapsed_final, "during_training": dict(guard.collapsed)},
+        "history": [record.summary(names) for record in trained.history],
+    }
+    last_epoch = trained.results[-1].best_epoch
+    save_checkpoint(checkpoints.build(trained.states, epoch=last_epoch, thresholds=thresholds, source=source,
+                                      metrics={"split": split, **final}), out / "best.pt")
+    write_json_atomic(out / "metrics.json", report)
+    (out / "report.md").write_text(format_report_markdown(report))
+    if len(data.splits["test"]):
+        test = data.splits["test"]
+        preds = prediction_frame(prob["test"], thresholds, names, index=data.table.row_index[test],
+                                 ids=None if data.table.ids is None else data.table.ids.iloc[test], id_col=data.table.id_col)
+        for j, name in enumerate(names):
+            preds.insert(preds.columns.get_loc(f"{name}_prob"), f"{name}_true", data.labels["test"][:, j])
+        preds.rename_axis("row").to_csv(out / "test_predictions.csv")
+    epoch_log.log_pr_curves(data.labels["val"], prob["val"], step=first.best_epoch)
+    epoch_log.log_hparams({k: v for k, v in cfg.to_dict().items() if k not in ("quiet", "tensorboard")},
+                          {f"{split}/{k}": float(final["macro"][k]) for k in ("f1", "recall", "precision", "auroc", "auprc")})
+    return report
