@@ -28,10 +28,11 @@ past ``--timeout`` seconds or past ``--mem_limit_gb`` (default 85% of MemAvailab
 that an oversized case fails here instead of calling the kernel's OOM killer on a shared machine.
 
 Phases are read from the run folder's file times: ``config.json`` is written once the table is
-loaded, split and preprocessed and the model is built ("setup", which includes the interpreter
-and imports, reported separately as "imports"), ``last.pt`` after every epoch ("train": all
-epochs with validation and checkpoints), and the rest (final scoring, baselines, report files,
-test_predictions.csv, exit) is "finish".
+loaded, split, preprocessed and encoded and the model's input spec (with any embedding bins) is
+fitted ("setup", which includes the interpreter and imports, reported separately as "imports"),
+``last.pt`` after every epoch ("train": building the model, then all epochs with validation and
+checkpoints), and the rest (final scoring, baselines, report files, test_predictions.csv, exit)
+is "finish".
 """
 
 from __future__ import annotations
@@ -234,8 +235,8 @@ def main() -> None:
           "| finish s | status |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(table))
-    print("\nsetup = interpreter + imports + load + split + preprocess + model (until config.json is written); "
-          "train = epochs incl. validation and checkpoints (until the last last.pt); finish = the rest.")
+    print("\nsetup = interpreter + imports + load + split + preprocess + input spec (until config.json is written); "
+          "train = model build + epochs incl. validation and checkpoints (until the last last.pt); finish = the rest.")
     for note in notes:
         print(f"\n- {note}")
     print(f"\ntotal {time.perf_counter() - began:.0f} s")

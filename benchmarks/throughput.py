@@ -8,14 +8,16 @@ Usage:
     python benchmarks/throughput.py --rows 1000000 --batches 32,4096 --threads 1,2 --repeats 5
 
 Data: ``--rows`` rows x 64 float32 features (standard normal), one binary label with 5%
-positives. Model: ``create_model("mlp", in_features=64, out_features=1, hidden_sizes=[64, 32],
-dropout=0.3)`` (the toolkit's default MLP), fresh for every measurement. Loss: BCE on logits.
+positives. Model: ``create_model("mlp", inputs=InputSpec(n_numeric=64, n_flags=0, cardinalities=[],
+n_labels=1), settings={"hidden_sizes": [64, 32], "dropout": 0.3})`` (the toolkit's default MLP),
+fresh for every measurement, called as ``model(x_num, x_cat)`` with ``x_cat`` an empty (B, 0)
+int64 tensor (no categorical columns) by all three methods. Loss: BCE on logits.
 Training step = sampling + forward + loss + backward + optimizer step, on ``--device``.
 
 Three ways to train, timed on the same data, batch size and thread count:
 
 * toolkit:  ``sampler = build_sampler(y, weighted=True, method="per_class", seed=0)``, then
-  ``train_one_epoch(model, x, y, sampler.epoch_indices(e), loss_fn=build_loss("bce"),
+  ``train_one_epoch(model, TensorRows(x, x_cat), y, sampler.epoch_indices(e), loss_fn=build_loss("bce"),
   optimizer=build_optimizer("adam", model, lr=1e-3), batch_size=B)``; the timed region
   includes the weighted epoch draw (``epoch_indices``), not the sampler's construction.
 * usual:    the common PyTorch recipe: a per-row ``Dataset`` returning ``(x[i], y[i])``,
@@ -25,7 +27,7 @@ Three ways to train, timed on the same data, batch size and thread count:
   per-class row weights (positives n_neg/n_pos, negatives 1).
 * minimal:  a hand-written loop over pre-made tensors: the index batches are drawn beforehand
   (``torch.multinomial`` over the same weights, outside the timed region), then
-  ``model(x[idx])``, ``F.binary_cross_entropy_with_logits``, ``zero_grad``, ``backward`` and the
+  ``model(x[idx], x_cat)``, ``F.binary_cross_entropy_with_logits``, ``zero_grad``, ``backward`` and the
   same fused Adam as the toolkit. It is the floor of per-step overhead; the toolkit should be
   >= 1.0x it.
 
@@ -67,8 +69,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from imbalance.losses import build_loss  # noqa: E402
 from imbalance.sampling import build_sampler, row_weights  # noqa: E402
-from imbalance.training import build_optimizer, train_one_epoch  # noqa: E402
-from models import create_model  # noqa: E402
+from imbalance.training import TensorRows, build_optimizer, train_one_epoch  # noqa: E402
+from models import InputSpec, create_model  # noqa: E402
 
 N_FEATURES = 64
 POSITIVE_RATE = 0.05
@@ -90,7 +92,13 @@ def make_data(rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.
 
 
 def make_model(device: torch.device) -> nn.Module:
-    return create_model("mlp", in_features=N_FEATURES, out_features=1, hidden_sizes=HIDDEN, dropout=0.3).to(device)
+    inputs = InputSpec(n_numeric=N_FEATURES, n_flags=0, cardinalities=[], n_labels=1)
+    return create_model("mlp", inputs=inputs, settings={"hidden_sizes": HIDDEN, "dropout": 0.3}).to(device)
+
+
+def no_categories(rows: int, device: torch.device) -> torch.Tensor:
+    """The (rows, 0) int64 ``x_cat`` of a table without categorical columns."""
+    return torch.zeros((rows, 0), dtype=torch.int64, device=device)
 
 
 def forward_macs(model: nn.Module) -> int:
@@ -112,7 +120,7 @@ def plan_steps(warm_seconds: float, batch: int, max_steps: int, budget: float) -
 
 
 def time_toolkit(data: dict, batch: int, max_steps: int, device: torch.device, epoch: int, budget: float) -> dict:
-    x, y = data["x_dev"], data["y_dev"]
+    x, y = TensorRows(num=data["x_dev"], cat=no_categories(len(data["x_dev"]), device)), data["y_dev"]
     model = make_model(device)
     loss_fn = build_loss("bce", class_weights=torch.ones(1)).to(device)
     optimizer = build_optimizer("adam", model, lr=1e-3)
@@ -147,12 +155,12 @@ class RowDataset(Dataset):
 
 
 def _usual_steps(loader: DataLoader, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                 device: torch.device) -> int:
+                 device: torch.device, x_cat: torch.Tensor) -> int:
     rows = 0
     for xb, yb in loader:
         xb = xb.to(device, non_blocking=True)
         yb = yb.to(device, non_blocking=True)
-        loss = criterion(model(xb), yb)
+        loss = criterion(model(xb, x_cat[: xb.shape[0]]), yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -172,13 +180,14 @@ def time_usual(data: dict, batch: int, max_steps: int, device: torch.device, epo
         sampler = WeightedRandomSampler(data["weights_t"], num_samples=num_samples, replacement=True, generator=gen)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, pin_memory=pin)
 
+    x_cat = no_categories(batch, device)  # made once: the model's second input, empty
     start = time.perf_counter()
-    _usual_steps(loader(WARMUP_STEPS * batch), model, criterion, optimizer, device)
+    _usual_steps(loader(WARMUP_STEPS * batch), model, criterion, optimizer, device, x_cat)
     sync(device)
     steps = plan_steps(time.perf_counter() - start, batch, max_steps, budget)
     timed = loader(steps * batch)
     start = time.perf_counter()
-    rows = _usual_steps(timed, model, criterion, optimizer, device)
+    rows = _usual_steps(timed, model, criterion, optimizer, device, x_cat)
     sync(device)
     elapsed = time.perf_counter() - start
     assert rows == steps * batch, rows
@@ -186,10 +195,10 @@ def time_usual(data: dict, batch: int, max_steps: int, device: torch.device, epo
 
 
 def _minimal_steps(batches: list, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
-                   optimizer: torch.optim.Optimizer) -> None:
+                   optimizer: torch.optim.Optimizer, x_cat: torch.Tensor) -> None:
     model.train()
     for idx in batches:
-        loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+        loss = F.binary_cross_entropy_with_logits(model(x[idx], x_cat), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -203,12 +212,13 @@ def time_minimal(data: dict, batch: int, max_steps: int, device: torch.device, e
     batches = list(draws.to(device).view(WARMUP_STEPS + max_steps, batch).unbind(0))
     model = make_model(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # the toolkit's Adam
+    x_cat = no_categories(batch, device)  # made once: the model's second input, empty
     start = time.perf_counter()
-    _minimal_steps(batches[:WARMUP_STEPS], x, y, model, optimizer)
+    _minimal_steps(batches[:WARMUP_STEPS], x, y, model, optimizer, x_cat)
     sync(device)
     steps = plan_steps(time.perf_counter() - start, batch, max_steps, budget)
     start = time.perf_counter()
-    _minimal_steps(batches[WARMUP_STEPS : WARMUP_STEPS + steps], x, y, model, optimizer)
+    _minimal_steps(batches[WARMUP_STEPS : WARMUP_STEPS + steps], x, y, model, optimizer, x_cat)
     sync(device)
     return {"minimal": (steps * batch / (time.perf_counter() - start), steps)}
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 import train_classifier
-from imbalance.augmentation import AUGMENT_STRATEGIES, generated_counts, read_generated_rows
+from imbalance.augmentation import AUGMENT_STRATEGIES, augment_training_split, generated_counts, read_generated_rows
 from imbalance.demo import DEMO_LABELS, make_demo_cohort
 from imbalance.errors import UserError
+from imbalance.preprocessing import TabularPreprocessor
 
 FAST = ["--epochs", "2", "--batch_size", "128", "--quiet", "--no_tensorboard", "--baselines", "none", "--use_stratified_split"]
 
@@ -50,6 +51,32 @@ def test_generated_counts_follow_the_strategies():
     assert generated_counts(y, strategy="full", ratio=None).tolist() == [950 - 50, 990 - 10]
     assert generated_counts(y, strategy="full", ratio=1.5).tolist() == [75, 15]
     assert AUGMENT_STRATEGIES.names() == ["conservative", "moderate", "full"]
+
+
+@pytest.mark.parametrize("how", [{"resample_method": "smotenc", "resample_ratio": 0.3}, {"generator": "marginal"}])
+def test_augmented_rows_keep_the_real_rows_first_and_add_valid_minority_rows(cohort, how):
+    features = cohort.drop(columns=[*DEMO_LABELS, "patient_id"])
+    y = cohort[["label_diabetes"]].to_numpy(dtype=np.uint8)
+    pre = TabularPreprocessor().fit(features)
+    real = pre.transform(features)
+    assert pre.categorical_names and pre.flag_names  # the demo has both, so both blocks are exercised
+    out = augment_training_split(pre, real, features, y, label_names=["diabetes"], seed=0, **how)
+    n = len(real)
+    assert len(out.rows) == len(out.y) == len(out.synthetic) > n
+    assert not out.synthetic[:n].any() and out.synthetic[n:].all()
+    # the real rows come back exactly as encoded, with their labels
+    np.testing.assert_array_equal(out.rows.num[:n], real.num)
+    np.testing.assert_array_equal(out.rows.cat[:n], real.cat)
+    np.testing.assert_array_equal(out.y[:n], y)
+    assert out.rows.num.dtype == np.float32 and out.rows.cat.dtype == np.int64 and out.rows.n_numeric == real.n_numeric
+    # added rows are minority rows whose flags are 0/1 and whose category codes are valid
+    added = out.rows.take(np.flatnonzero(out.synthetic))
+    assert out.y[out.synthetic, 0].all()
+    assert set(np.unique(added.num[:, added.n_numeric:])) <= {0.0, 1.0}
+    assert ((added.cat >= 0) & (added.cat < np.array(pre.cardinalities))).all()
+    assert np.isfinite(added.num).all()
+    assert out.provenance["final"]["rows"] == {"real": n, "synthetic": int(out.synthetic.sum())}
+    assert out.quality is not None and out.quality["n_synthetic"] > 0
 
 
 def test_smotenc_touches_only_the_training_split(tmp_path, binary_csv):

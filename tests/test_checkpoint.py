@@ -12,7 +12,7 @@ from imbalance.checkpoint import FORMAT_VERSION, build_checkpoint, load_checkpoi
 from imbalance.errors import UserError
 from imbalance.inference import Predictor
 from imbalance.preprocessing import TabularPreprocessor
-from models import create_model
+from models import InputSpec, create_model
 
 RND_SEED = 20240615
 LABELS = ["label_a", "label_b"]
@@ -34,22 +34,30 @@ def _frame(n: int = 40, seed: int = RND_SEED) -> pd.DataFrame:
     return frame
 
 
-def _fitted():
-    torch.manual_seed(RND_SEED)
+SETTINGS = {"hidden_sizes": [8], "dropout": 0.0, "norm": "none"}
+
+
+def _inputs(pre, **extra) -> InputSpec:
+    return InputSpec(n_numeric=len(pre.numeric_names), n_flags=len(pre.flag_names), cardinalities=pre.cardinalities,
+                     n_labels=len(LABELS), **extra)
+
+
+def _fitted(seed: int = RND_SEED):
     frame = _frame()
     pre = TabularPreprocessor(min_category_count=3).fit(frame.drop(columns=["pid"]))
-    config = dict(in_features=len(pre.feature_names), out_features=2, hidden_sizes=[8], dropout=0.0, norm="none")
-    model = create_model("mlp", **config)
+    torch.manual_seed(seed)
+    model = create_model("mlp", inputs=_inputs(pre), settings=SETTINGS)
     model.eval()
-    return frame, pre, config, model
+    return frame, pre, model
 
 
-def _checkpoint(pre, config, model, *, thresholds=(0.5, 0.5), **extra):
+def _checkpoint(pre, *models, thresholds=(0.5, 0.5), inputs=None, **extra):
     return build_checkpoint(
         model_name="mlp",
-        model_config=config,
-        state_dict=model.state_dict(),
-        train_config={"lr": 1e-3, "epochs": 3, "hidden_sizes": [8], "seed": 1, "loss_type": "bce", "output_dir": None},
+        model_settings=SETTINGS,
+        inputs=(inputs or _inputs(pre)).to_dict(),
+        members=[m.state_dict() for m in models],
+        train_config={"lr": 1e-3, "epochs": 3, "model_args": {"hidden_sizes": [8]}, "seed": 1, "loss_type": "bce", "output_dir": None},
         preprocessing=pre.state_dict(),
         label_names=LABELS,
         thresholds=thresholds,
@@ -77,8 +85,8 @@ def _assert_plain(value, where="ckpt"):
 
 
 def test_saved_checkpoint_loads_with_weights_only_and_is_plain(tmp_path):
-    _, pre, config, model = _fitted()
-    path = save_checkpoint(_checkpoint(pre, config, model), tmp_path / "run" / "best.pt")
+    _, pre, model = _fitted()
+    path = save_checkpoint(_checkpoint(pre, model), tmp_path / "run" / "best.pt")
     assert path == tmp_path / "run" / "best.pt"
     loaded = torch.load(path, weights_only=True)
     _assert_plain(loaded)
@@ -86,18 +94,23 @@ def test_saved_checkpoint_loads_with_weights_only_and_is_plain(tmp_path):
     assert loaded["label_names"] == LABELS
     assert loaded["thresholds"] == [0.5, 0.5]
     assert loaded["id_col"] == "pid"
-    assert loaded["model_config"] == config
+    assert loaded["model_name"] == "mlp" and loaded["model_settings"] == SETTINGS
+    assert loaded["inputs"] == _inputs(pre).to_dict() and InputSpec.from_dict(loaded["inputs"]) == _inputs(pre)
+    assert loaded["inputs"]["cardinalities"] == pre.cardinalities and loaded["inputs"]["n_labels"] == 2
     assert loaded["preprocessing"] == json.loads(json.dumps(pre.state_dict()))
+    assert len(loaded["members"]) == 1
+    assert set(loaded["members"][0]) == set(model.state_dict())
     for key, tensor in model.state_dict().items():
-        assert torch.equal(loaded["state_dict"][key], tensor)
+        assert torch.equal(loaded["members"][0][key], tensor)
     assert math.isnan(loaded["metrics"]["val"]["macro"]["f1"])
 
 
 def test_numpy_thresholds_and_epoch_are_stored_as_plain_numbers(tmp_path):
-    _, pre, config, model = _fitted()
+    _, pre, model = _fitted()
     ckpt = build_checkpoint(
-        model_name="mlp", model_config=config, state_dict=model.state_dict(), train_config={}, preprocessing=pre.state_dict(),
-        label_names=LABELS, thresholds=np.array([0.25, 0.75]), threshold_source="tuned", epoch=np.int64(4),
+        model_name="mlp", model_settings=SETTINGS, inputs=_inputs(pre).to_dict(), members=[model.state_dict()],
+        train_config={}, preprocessing=pre.state_dict(), label_names=LABELS, thresholds=np.array([0.25, 0.75]),
+        threshold_source="tuned", epoch=np.int64(4),
     )
     loaded = torch.load(save_checkpoint(ckpt, tmp_path / "x.pt"), weights_only=True)
     _assert_plain(loaded)
@@ -105,20 +118,21 @@ def test_numpy_thresholds_and_epoch_are_stored_as_plain_numbers(tmp_path):
 
 
 def test_last_checkpoint_with_optimizer_state_loads_with_weights_only(tmp_path):
-    _, pre, config, model = _fitted()
+    _, pre, model = _fitted()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model(torch.zeros(2, config["in_features"])).sum().backward()
+    spec = _inputs(pre)
+    model(torch.zeros(2, spec.n_numeric + spec.n_flags), torch.zeros(2, len(spec.cardinalities), dtype=torch.int64)).sum().backward()
     optimizer.step()
-    ckpt = _checkpoint(pre, config, model, optimizer_state=optimizer.state_dict(), early_stopping_state={"best_epoch": 2, "best_score": 0.5})
+    ckpt = _checkpoint(pre, model, optimizer_state=optimizer.state_dict(), early_stopping_state={"best_epoch": 2, "best_score": 0.5})
     loaded = torch.load(save_checkpoint(ckpt, tmp_path / "last.pt"), weights_only=True)
     assert loaded["early_stopping"] == {"best_epoch": 2, "best_score": 0.5}
     assert set(loaded["optimizer"]) == {"state", "param_groups"}
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
-    _, pre, config, model = _fitted()
+    _, pre, model = _fitted()
     path = tmp_path / "best.pt"
-    save_checkpoint(_checkpoint(pre, config, model), path)
+    save_checkpoint(_checkpoint(pre, model), path)
     before = path.read_bytes()
 
     real_save = torch.save
@@ -129,7 +143,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    newer = _checkpoint(pre, config, model, thresholds=(0.1, 0.9))
+    newer = _checkpoint(pre, model, thresholds=(0.1, 0.9))
     with pytest.raises(OSError):
         save_checkpoint(newer, path)
     monkeypatch.setattr(torch, "save", real_save)
@@ -140,9 +154,9 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_load_checkpoint_from_a_run_folder_uses_best(tmp_path):
-    _, pre, config, model = _fitted()
-    save_checkpoint(_checkpoint(pre, config, model, thresholds=(0.3, 0.7)), tmp_path / "best.pt")
-    save_checkpoint(_checkpoint(pre, config, model, thresholds=(0.5, 0.5)), tmp_path / "last.pt")
+    _, pre, model = _fitted()
+    save_checkpoint(_checkpoint(pre, model, thresholds=(0.3, 0.7)), tmp_path / "best.pt")
+    save_checkpoint(_checkpoint(pre, model, thresholds=(0.5, 0.5)), tmp_path / "last.pt")
     assert load_checkpoint(tmp_path)["thresholds"] == [0.3, 0.7]
 
 
@@ -176,8 +190,8 @@ def test_foreign_and_garbage_files_are_user_errors(tmp_path):
 
 
 def test_newer_format_version_asks_for_an_upgrade(tmp_path):
-    _, pre, config, model = _fitted()
-    ckpt = _checkpoint(pre, config, model)
+    _, pre, model = _fitted()
+    ckpt = _checkpoint(pre, model)
     ckpt["format_version"] = FORMAT_VERSION + 1
     path = save_checkpoint(ckpt, tmp_path / "future.pt")
     with pytest.raises(UserError) as err:
@@ -185,18 +199,39 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path):
     assert "upgrade" in str(err.value)
 
 
+def test_format_1_checkpoint_asks_to_retrain(tmp_path):
+    _, pre, model = _fitted()
+    old = {"format_version": 1, "model_name": "mlp", "model_config": {"in_features": 9, "out_features": 2},
+           "state_dict": model.state_dict(), "preprocessing": pre.state_dict(), "label_names": LABELS, "thresholds": [0.5, 0.5]}
+    path = save_checkpoint(old, tmp_path / "old.pt")
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "old.pt" in message and "format 1" in message and "retrain" in message
+
+
+@pytest.mark.parametrize("key", ["model_settings", "inputs", "members", "preprocessing", "thresholds"])
+def test_checkpoint_without_a_required_key_is_refused(tmp_path, key):
+    _, pre, model = _fitted()
+    ckpt = _checkpoint(pre, model)
+    del ckpt[key]
+    path = save_checkpoint(ckpt, tmp_path / "partial.pt")
+    with pytest.raises(UserError, match="keys missing"):
+        load_checkpoint(path)
+
+
 # --------------------------------------------------------------------------- Predictor
 
 
 def _direct_prob(pre, model, frame) -> np.ndarray:
-    x = torch.from_numpy(pre.transform(frame))
+    rows = pre.transform(frame)
     with torch.no_grad():
-        return torch.sigmoid(model(x)).numpy()
+        return torch.sigmoid(model(torch.from_numpy(rows.num), torch.from_numpy(rows.cat))).numpy()
 
 
 def test_predictor_probabilities_match_the_model(tmp_path):
-    frame, pre, config, model = _fitted()
-    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model), tmp_path / "best.pt"))
+    frame, pre, model = _fitted()
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, model), tmp_path / "best.pt"))
     assert predictor.label_names == LABELS
     assert predictor.feature_columns == ["age", "bmi", "sex", "smoker", "region"]
     prob = predictor.predict_proba(frame)
@@ -205,12 +240,42 @@ def test_predictor_probabilities_match_the_model(tmp_path):
     np.testing.assert_allclose(prob.to_numpy(), _direct_prob(pre, model, frame), rtol=1e-6, atol=1e-7)
 
 
+def test_two_member_checkpoint_averages_the_members_probabilities(tmp_path):
+    frame, pre, first = _fitted(seed=1)
+    _, _, second = _fitted(seed=2)
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, first, second), tmp_path / "best.pt"))
+    assert len(predictor.models) == 2
+    a, b = _direct_prob(pre, first, frame), _direct_prob(pre, second, frame)
+    assert np.abs(a - b).max() > 1e-3  # different members, so the mean is neither of them
+    np.testing.assert_allclose(predictor.predict_proba(frame).to_numpy(), (a + b) / 2, rtol=1e-6, atol=1e-7)
+    pred = predictor.predict(frame)
+    np.testing.assert_array_equal(pred.to_numpy(), ((a + b) / 2 >= 0.5).astype(int))
+
+
+def test_numeric_embedding_bins_travel_in_the_checkpoint(tmp_path):
+    from imbalance.bins import fit_bins
+
+    frame, pre, _ = _fitted()
+    rows = pre.transform(frame.drop(columns=["pid"]))
+    y = np.random.default_rng(RND_SEED).random((len(frame), 2)) < 0.3
+    bins = fit_bins(rows.num[:, : rows.n_numeric], y, n_bins=4)
+    inputs = _inputs(pre, num_embeddings="piecewise_linear", d_embedding=4, bins=bins)
+    torch.manual_seed(RND_SEED)
+    model = create_model("mlp", inputs=inputs, settings=SETTINGS).eval()
+    path = save_checkpoint(_checkpoint(pre, model, inputs=inputs), tmp_path / "best.pt")
+    loaded = torch.load(path, weights_only=True)
+    _assert_plain(loaded)
+    assert loaded["inputs"]["bins"] == bins and loaded["inputs"]["num_embeddings"] == "piecewise_linear"
+    np.testing.assert_allclose(Predictor.load(path).predict_proba(frame).to_numpy(), _direct_prob(pre, model, frame),
+                               rtol=1e-6, atol=1e-7)
+
+
 def test_predict_applies_stored_thresholds_inclusively(tmp_path):
-    frame, pre, config, model = _fitted()
+    frame, pre, model = _fitted()
     direct = _direct_prob(pre, model, frame)
     # label_a's threshold equals row 3's probability exactly: >= makes row 3 positive
     thresholds = (float(direct[3, 0]), float(np.median(direct[:, 1])))
-    predictor = Predictor(_checkpoint(pre, config, model, thresholds=thresholds))
+    predictor = Predictor(_checkpoint(pre, model, thresholds=thresholds))
     np.testing.assert_array_equal(predictor.predict_proba(frame).to_numpy(), direct)  # same float32 path
     pred = predictor.predict(frame)
     assert list(pred.columns) == LABELS
@@ -222,9 +287,9 @@ def test_predict_applies_stored_thresholds_inclusively(tmp_path):
 
 
 def test_predict_frame_columns_and_values(tmp_path):
-    frame, pre, config, model = _fitted()
+    frame, pre, model = _fitted()
     thresholds = (0.4, 0.6)
-    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model, thresholds=thresholds), tmp_path / "best.pt"))
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, model, thresholds=thresholds), tmp_path / "best.pt"))
     out = predictor.predict_frame(frame)
     assert list(out.columns) == ["pid", "label_a_prob", "label_a_pred", "label_b_prob", "label_b_pred"]
     assert out["pid"].tolist() == frame["pid"].tolist()
@@ -235,8 +300,8 @@ def test_predict_frame_columns_and_values(tmp_path):
 
 
 def test_predictor_handles_unseen_categories_and_missing_values(tmp_path):
-    frame, pre, config, model = _fitted()
-    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, config, model), tmp_path / "best.pt"))
+    frame, pre, model = _fitted()
+    predictor = Predictor.load(save_checkpoint(_checkpoint(pre, model), tmp_path / "best.pt"))
     new = pd.DataFrame(
         {
             "pid": ["N1", "N2", "N3"],
@@ -255,7 +320,7 @@ def test_predictor_handles_unseen_categories_and_missing_values(tmp_path):
 
 
 def test_predictor_without_id_column_in_frame(tmp_path):
-    frame, pre, config, model = _fitted()
-    predictor = Predictor(_checkpoint(pre, config, model))
+    frame, pre, model = _fitted()
+    predictor = Predictor(_checkpoint(pre, model))
     out = predictor.predict_frame(frame.drop(columns=["pid"]))
     assert list(out.columns) == ["label_a_prob", "label_a_pred", "label_b_prob", "label_b_pred"]

@@ -17,8 +17,8 @@ from imbalance.distributed import DistContext, shard_indices
 from imbalance.inference import Predictor
 from imbalance.losses import build_loss
 from imbalance.sampling import build_sampler, expected_positive_share, row_weights
-from imbalance.training import evaluate
-from models import create_model
+from imbalance.training import TensorRows, evaluate
+from models import InputSpec, create_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RND_SEED = 2024
@@ -33,7 +33,12 @@ def _problem(n=1001):
 
 def _model():
     torch.manual_seed(RND_SEED)
-    return create_model("mlp", in_features=5, out_features=2, hidden_sizes=[8], dropout=0.0)
+    inputs = InputSpec(n_numeric=5, n_flags=0, cardinalities=[], n_labels=2)
+    return create_model("mlp", inputs=inputs, settings={"hidden_sizes": [8], "dropout": 0.0})
+
+
+def _rows(x):
+    return TensorRows(num=torch.from_numpy(x), cat=torch.zeros((len(x), 0), dtype=torch.int64))
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -62,7 +67,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     x, y = _problem()
     sampler = build_sampler(y, weighted=True, method="per_class", seed=5, world_size=world)
     shard = ctx.shard(sampler.epoch_indices(2))
-    record, prob = evaluate(_model(), torch.from_numpy(x), torch.from_numpy(y).float(),
+    record, prob = evaluate(_model(), _rows(x), torch.from_numpy(y).float(),
                             loss_fn=build_loss("bce", class_weights=torch.ones(2)), label_names=["a", "b"], dist=ctx)
     torch.save({"shard": shard, "record": record, "prob": torch.from_numpy(prob)}, Path(out_dir) / f"rank{rank}.pt")
     tdist.destroy_process_group()
@@ -83,7 +88,7 @@ def test_two_gloo_processes_shard_the_epoch_and_gather_the_same_metrics(tmp_path
     expected = expected_positive_share(y, row_weights(y, "per_class"))
     assert np.all(np.abs(shares - expected) < 0.05)
     # gathered predictions and metrics equal one process scoring everything
-    record, prob = evaluate(_model(), torch.from_numpy(x), torch.from_numpy(y).float(),
+    record, prob = evaluate(_model(), _rows(x), torch.from_numpy(y).float(),
                             loss_fn=build_loss("bce", class_weights=torch.ones(2)), label_names=["a", "b"])
     for part in parts:
         np.testing.assert_allclose(part["prob"].numpy(), prob, atol=1e-6)

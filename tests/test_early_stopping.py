@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from imbalance.early_stopping import EARLY_STOP_METRICS, EarlyStopping
+from imbalance.training import EpochRecord
 
 RND_SEED = 99
 
@@ -163,23 +164,25 @@ def test_state_dict_round_trip_fresh():
 
 
 def _record():
-    # every value distinct, so a metric reading the wrong key is caught
-    return {
-        "val_loss": 0.4321,
-        "val": {"macro": {"f1": 0.11, "recall": 0.12, "precision": 0.13, "auprc": 0.14, "auroc": 0.15}},
-        "val_tuned": {"macro": {"f1": 0.21, "recall": 0.22, "precision": 0.23, "auprc": 0.24, "auroc": 0.25}},
-    }
+    # every value distinct, so a metric reading the wrong attribute or key is caught
+    return EpochRecord(
+        epoch=3, lr=0.5, train_loss=0.3456, val_loss=0.4321,
+        train_loss_per_label={"a": 0.31}, val_loss_per_label={"a": 0.41},
+        val={"macro": {"f1": 0.11, "recall": 0.12, "precision": 0.13, "auprc": 0.14, "auroc": 0.15}},
+        val_tuned={"macro": {"f1": 0.21, "recall": 0.22, "precision": 0.23, "auprc": 0.24, "auroc": 0.25}},
+        score=0.99, best_score=0.98,
+    )
 
 
 def _expected(name, record):
     """(mode, value) from the naming convention: val_loss | macro_<m> | macro_<m>_tuned."""
     if name == "val_loss":
-        return "min", record["val_loss"]
+        return "min", record.val_loss
     assert name.startswith("macro_"), name
     key = name[len("macro_"):]
     if key.endswith("_tuned"):
-        return "max", record["val_tuned"]["macro"][key[: -len("_tuned")]]
-    return "max", record["val"]["macro"][key]
+        return "max", record.val_tuned["macro"][key[: -len("_tuned")]]
+    return "max", record.val["macro"][key]
 
 
 def test_registry_has_the_documented_metrics():
@@ -209,11 +212,11 @@ def test_metric_drives_early_stopping(name):
     for epoch, q in enumerate(good):
         rec = _record()
         if name == "val_loss":
-            rec["val_loss"] = 1.0 - q
+            rec.val_loss = 1.0 - q
         else:
             key = name[len("macro_"):]
-            block = "val_tuned" if key.endswith("_tuned") else "val"
-            rec[block]["macro"][key.removesuffix("_tuned")] = q
+            block = rec.val_tuned if key.endswith("_tuned") else rec.val
+            block["macro"][key.removesuffix("_tuned")] = q
         es.step(metric.read(rec), epoch)
         if es.should_stop:
             break
@@ -245,4 +248,4 @@ def test_thresholded_metrics_break_ties_by_validation_auprc(name):
     thresholded = any(k in name for k in ("f1", "recall", "precision"))
     assert (metric.tiebreak is not None) == thresholded
     if thresholded:
-        assert metric.tiebreak(_record()) == _record()["val"]["macro"]["auprc"]
+        assert metric.tiebreak(_record()) == _record().val["macro"]["auprc"]

@@ -179,8 +179,14 @@ def test_original_value_types_kept(name):
 def test_rows_go_through_the_fitted_preprocessor(name):
     pre = TabularPreprocessor(min_category_count=1).fit(TRAIN)
     out = fitted(name, kinds=pre.kinds).sample(100)
-    features = pre.transform(out)
-    assert features.shape == (100, len(pre.feature_names)) and np.isfinite(features).all()
+    rows = pre.transform(out)
+    assert rows.num.shape == (100, len(pre.numeric_names) + len(pre.flag_names)) and np.isfinite(rows.num).all()
+    assert rows.cat.shape == (100, len(pre.categorical_names)) == (100, 1)
+    codes = rows.cat[:, 0]
+    (card,) = pre.cardinalities
+    # generated categories are real levels or missing: never the other code (card - 2) nor out of range
+    assert ((codes >= 0) & (codes < card) & (codes != card - 2)).all()
+    assert (codes == card - 1).any()  # 'cat' is missing in a fifth of the rows
 
 
 # -- marginal: the minority distribution column by column, nothing joint -------------------------

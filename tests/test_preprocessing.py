@@ -3,7 +3,9 @@
 Every expected number is computed here from the training rows with numpy / sklearn / scipy,
 following the module docstring: median imputation, log1p for non-negative columns with
 skewness above 2, standardisation with the training mean and (population) std, 0/1 for
-binary columns, one-hot over frequent levels plus an ``__other__`` column.
+binary columns, and per categorical column one integer code per frequent level, then one for
+``__other__`` (rare or unseen) and one for ``__missing__``. Most checks read the one-hot view
+``rows.one_hot(pre.cardinalities)`` by the names in ``pre.feature_names``.
 """
 
 import copy
@@ -17,7 +19,7 @@ from scipy.stats import skew
 from sklearn.preprocessing import StandardScaler
 
 from imbalance.errors import UserError
-from imbalance.preprocessing import TabularPreprocessor
+from imbalance.preprocessing import MISSING_LEVEL, OTHER_LEVEL, EncodedRows, TabularPreprocessor
 
 RND_SEED = 20240613
 MIN_COUNT = 3
@@ -51,8 +53,20 @@ def _fit(frame=None) -> TabularPreprocessor:
     return TabularPreprocessor(categorical_cols=["code"], min_category_count=MIN_COUNT).fit(_train() if frame is None else frame)
 
 
+def _dense(pre: TabularPreprocessor, frame: pd.DataFrame, **kwargs) -> np.ndarray:
+    """The one-hot view of the encoded rows: columns as ``pre.feature_names``."""
+    return pre.transform(frame, **kwargs).one_hot(pre.cardinalities)
+
+
 def _col(pre: TabularPreprocessor, out: np.ndarray, name: str) -> np.ndarray:
     return out[:, pre.feature_names.index(name)]
+
+
+def _assert_rows_equal(a: EncodedRows, b: EncodedRows) -> None:
+    assert a.n_numeric == b.n_numeric
+    assert a.num.dtype == b.num.dtype == np.float32 and a.cat.dtype == b.cat.dtype == np.int64
+    np.testing.assert_array_equal(a.num, b.num)
+    np.testing.assert_array_equal(a.cat, b.cat)
 
 
 def _numeric_expected(train_values, new_values, *, log: bool) -> np.ndarray:
@@ -87,22 +101,79 @@ def test_inferred_kinds_and_empty_column_left_out(caplog):
     assert any("empty" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
-def test_feature_names_indicators_and_one_hot_levels():
+def test_block_names_flags_and_category_codes():
     pre = _fit()
+    assert pre.numeric_names == ["num", "skewed"]
+    # flags in input-column order: a yes/no column, then its indicator; numeric columns' indicators too
+    assert pre.flag_names == ["num__missing", "yn", "yn__missing", "tf", "flag"]
+    assert pre.categorical_names == ["cat", "code"]
+    # categorical columns get no indicator: missing is one of their codes
+    assert not any(n.startswith(("cat__", "code__")) for n in pre.feature_names)
+    # levels with count >= 3, then other, then missing
+    cat_block = [n for n in pre.feature_names if n.startswith("cat=")]
+    code_block = [n for n in pre.feature_names if n.startswith("code=")]
+    assert sorted(cat_block[:-2]) == ["cat=a", "cat=b"] and cat_block[-2:] == ["cat=__other__", "cat=__missing__"]
+    assert sorted(code_block[:-2]) == ["code=1", "code=2", "code=3"]
+    assert code_block[-2:] == [f"code={OTHER_LEVEL}", f"code={MISSING_LEVEL}"]
+    assert pre.cardinalities == [4, 5]
+    assert pre.feature_names == pre.numeric_names + pre.flag_names + cat_block + code_block
+    assert len(pre.feature_names) == len(set(pre.feature_names)) == 2 + 5 + 4 + 5
+    assert pre.compact_columns == [("num", "numeric"), ("skewed", "numeric")] + [
+        (n, "categorical") for n in pre.flag_names + ["cat", "code"]]
+
+
+def _expected_codes(values, names_block, min_count=MIN_COUNT):
+    """Codes by counting the training values here: a kept level's position in the names, else other / missing."""
+    present = [str(v) for v in values if v is not None]
+    kept = {v for v in present if present.count(v) >= min_count}
+    levels = [n.split("=", 1)[1] for n in names_block]
+    assert set(levels[:-2]) == kept
+    return [levels.index(MISSING_LEVEL) if v is None else levels.index(str(v)) if str(v) in kept else levels.index(OTHER_LEVEL)
+            for v in values]
+
+
+def test_encoded_rows_hold_numerics_then_flags_and_integer_codes():
+    pre = _fit()
+    rows = pre.transform(_train())
+    assert isinstance(rows, EncodedRows) and len(rows) == 12
+    assert rows.n_numeric == 2
+    assert rows.num.shape == (12, 7) and rows.num.dtype == np.float32
+    assert rows.cat.shape == (12, 2) and rows.cat.dtype == np.int64
+    np.testing.assert_allclose(rows.num[:, 0], _numeric_expected(NUM, NUM, log=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(rows.num[:, 2], np.isnan(NUM))  # num__missing, the first flag
     names = pre.feature_names
-    # indicators exactly for the (kept) columns with NaN in training: num, yn, cat
-    assert sorted(n for n in names if n.endswith("__missing")) == ["cat__missing", "num__missing", "yn__missing"]
-    # levels with count >= 3 plus other
-    assert sorted(n for n in names if n.startswith("cat=")) == ["cat=__other__", "cat=a", "cat=b"]
-    assert sorted(n for n in names if n.startswith("code=")) == ["code=1", "code=2", "code=3", "code=__other__"]
-    assert {"num", "skewed", "yn", "tf", "flag"} <= set(names)
-    assert len(names) == len(set(names)) == 5 + 3 + 3 + 4
+    assert rows.cat[:, 0].tolist() == _expected_codes(CAT, [n for n in names if n.startswith("cat=")])
+    assert rows.cat[:, 1].tolist() == _expected_codes(CODE, [n for n in names if n.startswith("code=")])
+    # the missing 'cat' (row 7) has the last code; rare 'c' (row 5) and 9 (row 10) the one before
+    assert rows.cat[7, 0] == 3 and rows.cat[5, 0] == 2 and rows.cat[10, 1] == 3
+    assert (rows.cat >= 0).all() and (rows.cat < np.array(pre.cardinalities)).all()
+
+
+def test_one_hot_and_native_views_of_the_rows():
+    from sklearn.preprocessing import OneHotEncoder
+
+    pre = _fit()
+    rows = pre.transform(_train())
+    encoder = OneHotEncoder(categories=[list(range(c)) for c in pre.cardinalities], sparse_output=False)
+    expected = np.hstack([rows.num, encoder.fit_transform(rows.cat)])
+    dense = rows.one_hot(pre.cardinalities)
+    assert dense.dtype == np.float32 and dense.shape == (12, len(pre.feature_names))
+    np.testing.assert_array_equal(dense, expected)
+    native = rows.native()
+    assert native.dtype == np.float32
+    np.testing.assert_array_equal(native, np.hstack([rows.num, rows.cat.astype(np.float32)]))
+    # take, slice and concat keep both blocks aligned
+    picked = rows.take(np.array([5, 0, 7]))
+    np.testing.assert_array_equal(picked.cat, rows.cat[[5, 0, 7]])
+    np.testing.assert_array_equal(picked.num, rows.num[[5, 0, 7]])
+    back = EncodedRows.concat([rows.slice(0, 4), rows.slice(4, 12)])
+    _assert_rows_equal(back, rows)
 
 
 def test_training_rows_are_transformed_by_hand_computation():
     pre = _fit()
     train = _train()
-    out = pre.transform(train)
+    out = _dense(pre, train)
     assert out.dtype == np.float32
     assert out.shape == (12, len(pre.feature_names))
 
@@ -120,14 +191,15 @@ def test_training_rows_are_transformed_by_hand_computation():
     np.testing.assert_array_equal(_col(pre, out, "tf"), [1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1])
     np.testing.assert_array_equal(_col(pre, out, "flag"), np.array(FLAG, dtype=np.float32))
 
-    # categorical: rare 'c' -> other, missing -> most frequent 'a' plus indicator
-    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1])
+    # categorical: rare 'c' -> other; missing has its own code (not filled with the most frequent 'a')
+    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [1, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1])
     np.testing.assert_array_equal(_col(pre, out, "cat=b"), [0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0])
     np.testing.assert_array_equal(_col(pre, out, "cat=__other__"), [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(_col(pre, out, "cat__missing"), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, out, "cat=__missing__"), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
     for level in (1, 2, 3):
         np.testing.assert_array_equal(_col(pre, out, f"code={level}"), (np.array(CODE) == level).astype(np.float32))
     np.testing.assert_array_equal(_col(pre, out, "code=__other__"), (np.array(CODE) == 9).astype(np.float32))
+    np.testing.assert_array_equal(_col(pre, out, "code=__missing__"), np.zeros(12))
 
 
 def test_negative_values_are_not_log_transformed():
@@ -135,7 +207,7 @@ def test_negative_values_are_not_log_transformed():
     assert skew(values, bias=False) > 2
     frame = pd.DataFrame({"v": values})
     pre = TabularPreprocessor().fit(frame)
-    np.testing.assert_allclose(pre.transform(frame)[:, 0], _numeric_expected(values, values, log=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pre.transform(frame).num[:, 0], _numeric_expected(values, values, log=False), rtol=1e-5, atol=1e-5)
 
 
 def test_new_rows_use_training_statistics_and_map_rare_and_unseen_to_other():
@@ -152,7 +224,7 @@ def test_new_rows_use_training_statistics_and_map_rare_and_unseen_to_other():
             "empty": [1.0, 2.0, 3.0],
         }
     )
-    out = pre.transform(new)
+    out = _dense(pre, new)
     assert out.shape == (3, len(pre.feature_names)) and out.dtype == np.float32
     np.testing.assert_allclose(_col(pre, out, "num"), _numeric_expected(NUM, new["num"], log=False), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(_col(pre, out, "num__missing"), [1, 0, 0])
@@ -162,11 +234,12 @@ def test_new_rows_use_training_statistics_and_map_rare_and_unseen_to_other():
     np.testing.assert_array_equal(_col(pre, out, "tf"), [0, 1, 1])
     np.testing.assert_array_equal(_col(pre, out, "flag"), [0, 1, 0])
     np.testing.assert_array_equal(_col(pre, out, "cat=__other__"), [1, 1, 0])
-    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "cat=a"), [0, 0, 0])
     np.testing.assert_array_equal(_col(pre, out, "cat=b"), [0, 0, 0])
-    np.testing.assert_array_equal(_col(pre, out, "cat__missing"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "cat=__missing__"), [0, 0, 1])
     np.testing.assert_array_equal(_col(pre, out, "code=__other__"), [1, 1, 0])
     np.testing.assert_array_equal(_col(pre, out, "code=2"), [0, 0, 1])
+    np.testing.assert_array_equal(_col(pre, out, "code=__missing__"), [0, 0, 0])
     # every categorical block is one-hot
     for prefix in ("cat=", "code="):
         block = out[:, [i for i, n in enumerate(pre.feature_names) if n.startswith(prefix)]]
@@ -177,7 +250,7 @@ def test_output_columns_follow_feature_names_order_whatever_the_frame_order():
     pre = _fit()
     train = _train()
     shuffled = train[list(reversed(train.columns))]
-    np.testing.assert_array_equal(pre.transform(shuffled), pre.transform(train))
+    _assert_rows_equal(pre.transform(shuffled), pre.transform(train))
 
 
 def test_unknown_binary_token_becomes_missing_with_warning(caplog):
@@ -185,7 +258,7 @@ def test_unknown_binary_token_becomes_missing_with_warning(caplog):
     new = _train().iloc[:3].copy()
     new["yn"] = pd.Series(["maybe", "Yes", "No"], index=new.index, dtype=object)
     with caplog.at_level(logging.WARNING, logger="imbalance"):
-        out = pre.transform(new)
+        out = _dense(pre, new)
     # most frequent training value is No -> 0
     np.testing.assert_array_equal(_col(pre, out, "yn"), [0, 1, 0])
     assert any("yn" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -196,7 +269,7 @@ def test_non_numeric_string_in_numeric_column_is_imputed_with_warning(caplog):
     new = _train().iloc[:3].copy()
     new["num"] = pd.Series(["3", "abc", " 4.5 "], index=new.index, dtype=object)
     with caplog.at_level(logging.WARNING, logger="imbalance"):
-        out = pre.transform(new)
+        out = _dense(pre, new)
     np.testing.assert_allclose(_col(pre, out, "num"), _numeric_expected(NUM, [3.0, np.nan, 4.5], log=False), rtol=1e-5, atol=1e-5)
     assert any("num" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
@@ -208,7 +281,7 @@ def test_unparsable_value_treated_as_missing_sets_the_missing_indicator():
     new = _train().iloc[:3].copy()
     new["num"] = pd.Series(["3", "abc", None], index=new.index, dtype=object)
     new["yn"] = pd.Series(["maybe", "Yes", None], index=new.index, dtype=object)
-    out = pre.transform(new)
+    out = _dense(pre, new)
     np.testing.assert_array_equal(_col(pre, out, "num__missing"), [0, 1, 1])
     np.testing.assert_array_equal(_col(pre, out, "yn__missing"), [1, 0, 1])
 
@@ -232,7 +305,7 @@ def test_fitted_on_train_only():
     )
     pre.transform(other)
     assert pre.state_dict() == before
-    np.testing.assert_array_equal(pre.transform(_train()), train_out)
+    _assert_rows_equal(pre.transform(_train()), train_out)
 
 
 def _assert_plain(value, where="state"):
@@ -251,13 +324,23 @@ def test_state_dict_is_plain_and_round_trips_through_json():
     pre = _fit()
     state = pre.state_dict()
     _assert_plain(state)
+    assert state["version"] == 2
     restored = TabularPreprocessor.from_state_dict(json.loads(json.dumps(state)))
     assert restored.feature_names == pre.feature_names
+    assert restored.cardinalities == pre.cardinalities
     assert restored.kinds == pre.kinds
     new = _train().copy()
     new.loc[0, "cat"] = "zzz"
     new.loc[1, "num"] = np.nan
-    np.testing.assert_array_equal(restored.transform(new), pre.transform(new))
+    _assert_rows_equal(restored.transform(new), pre.transform(new))
+
+
+@pytest.mark.parametrize("version", [1, None, 3])
+def test_state_of_another_version_asks_to_retrain(version):
+    state = _fit().state_dict()
+    state["version"] = version
+    with pytest.raises(UserError, match="retrain"):
+        TabularPreprocessor.from_state_dict(state)
 
 
 def test_missing_feature_columns_are_all_named():
@@ -272,56 +355,68 @@ def test_float_read_integer_categories_match_ints_and_strings():
     # An int column with a NaN arrives as float (3.0); its levels must read '3', matching 3 and '3' later.
     train = pd.DataFrame({"code": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, np.nan, 3.0]})
     pre = TabularPreprocessor(categorical_cols=["code"], min_category_count=2).fit(train)
-    assert sorted(pre.feature_names) == sorted(["code=1", "code=2", "code=3", "code=__other__", "code__missing"])
-    as_float = pre.transform(pd.DataFrame({"code": [3.0, 1.0]}))
-    as_int = pre.transform(pd.DataFrame({"code": [3, 1]}))
-    as_str = pre.transform(pd.DataFrame({"code": pd.Series(["3", "1"], dtype=object)}))
-    np.testing.assert_array_equal(as_int, as_float)
-    np.testing.assert_array_equal(as_str, as_float)
-    np.testing.assert_array_equal(_col(pre, as_float, "code=3"), [1, 0])
-    np.testing.assert_array_equal(_col(pre, as_float, "code=1"), [0, 1])
-    np.testing.assert_array_equal(_col(pre, as_float, "code=__other__"), [0, 0])
+    assert sorted(pre.feature_names) == sorted(["code=1", "code=2", "code=3", "code=__other__", "code=__missing__"])
+    as_float = pre.transform(pd.DataFrame({"code": [3.0, 1.0, np.nan]}))
+    as_int = pre.transform(pd.DataFrame({"code": pd.array([3, 1, None], dtype="Int64")}))
+    as_str = pre.transform(pd.DataFrame({"code": pd.Series(["3", "1", None], dtype=object)}))
+    _assert_rows_equal(as_int, as_float)
+    _assert_rows_equal(as_str, as_float)
+    dense = as_float.one_hot(pre.cardinalities)
+    np.testing.assert_array_equal(_col(pre, dense, "code=3"), [1, 0, 0])
+    np.testing.assert_array_equal(_col(pre, dense, "code=1"), [0, 1, 0])
+    np.testing.assert_array_equal(_col(pre, dense, "code=__other__"), [0, 0, 0])
+    np.testing.assert_array_equal(_col(pre, dense, "code=__missing__"), [0, 0, 1])
 
 
-def test_compact_encoding_round_trips_through_the_original_column_space():
+def test_compact_matrix_round_trips_through_the_original_column_space():
     pre = _fit()
     frame = _train()
-    compact = pre.encode(frame)
-    kinds = dict(pre.compact_columns)
-    assert compact.shape == (len(frame), len(pre.compact_columns))
-    # one compact column per input column (+ indicators); categories are integer codes
+    rows = pre.transform(frame)
+    compact = rows.compact()
+    assert compact.dtype == np.float64 and compact.shape == (len(frame), len(pre.compact_columns))
+    names = [name for name, _ in pre.compact_columns]
+    # [numerics | flags | codes]: the codes are the category columns, as integers
+    np.testing.assert_array_equal(compact[:, names.index("cat")], rows.cat[:, 0])
+    np.testing.assert_array_equal(compact[:, names.index("code")], rows.cat[:, 1])
+    np.testing.assert_array_equal(compact[:, names.index("yn__missing")], _col(pre, _dense(pre, frame), "yn__missing"))
     for j, (name, kind) in enumerate(pre.compact_columns):
         if kind == "categorical":
-            assert np.array_equal(compact[:, j], np.rint(compact[:, j]))
-    np.testing.assert_array_equal(pre.expand(compact), pre.transform(frame))
+            assert np.array_equal(compact[:, j], np.rint(compact[:, j])), name
+    _assert_rows_equal(pre.from_compact(compact), rows)  # float32 -> float64 -> float32 is exact
     decoded = pre.decode(compact)
     assert list(decoded.columns) == pre.input_columns
-    np.testing.assert_allclose(pre.transform(decoded), pre.transform(frame), atol=1e-5)
-    # decoded categories are real levels (or the other bucket), never interpolated values
+    pd.testing.assert_frame_equal(pre.decode(rows), decoded)
+    again = pre.transform(decoded)
+    np.testing.assert_allclose(again.num, rows.num, atol=1e-5)
+    np.testing.assert_array_equal(again.cat, rows.cat)
+    # decoded categories are real levels (or the other bucket), never interpolated values; missing is NaN
     for spec in pre.state_dict()["columns"]:
         if spec["kind"] == "categorical":
-            assert set(decoded[spec["name"]].dropna()) <= set(spec["levels"]) | {"__other__"}
-    assert all(kinds[f"{s['name']}__missing"] == "categorical" for s in pre.state_dict()["columns"] if s["indicator"])
+            assert set(decoded[spec["name"]].dropna()) <= set(spec["levels"]) | {OTHER_LEVEL}
+    assert decoded["cat"].isna().tolist() == [v is None for v in CAT]
+    assert decoded["num"].isna().tolist() == np.isnan(NUM).tolist()
 
 
-def test_expand_snaps_interpolated_codes_to_a_valid_one_hot():
+def test_from_compact_snaps_interpolated_flags_and_codes_to_valid_values():
     pre = _fit()
-    compact = pre.encode(_train())
-    noisy = compact + 0.3  # what a careless interpolation would produce
-    features = pre.expand(noisy)
-    start = 0
-    for spec in pre.state_dict()["columns"]:
-        width = len(spec["levels"]) + 1 if spec["kind"] == "categorical" else 1
-        if spec["kind"] == "categorical":
-            block = features[:, start : start + width]
-            assert np.all(block.sum(axis=1) == 1) and set(np.unique(block)) <= {0.0, 1.0}
-        start += width + (1 if spec["indicator"] else 0)
+    rows = pre.transform(_train())
+    compact = rows.compact()
+    n_float = len(pre.numeric_names) + len(pre.flag_names)
+    noisy = pre.from_compact(compact + 0.3)  # what a careless interpolation would produce
+    np.testing.assert_allclose(noisy.num[:, :2], rows.num[:, :2] + 0.3, atol=1e-6)
+    np.testing.assert_array_equal(noisy.num[:, 2:], rows.num[:, 2:])  # flags rounded back
+    np.testing.assert_array_equal(noisy.cat, rows.cat)  # codes rounded back
+    high, low = pre.from_compact(compact + 10.0), pre.from_compact(compact - 10.0)
+    assert (high.num[:, 2:n_float] == 1).all() and (low.num[:, 2:n_float] == 0).all()
+    np.testing.assert_array_equal(high.cat, np.tile(np.array(pre.cardinalities) - 1, (12, 1)))
+    np.testing.assert_array_equal(low.cat, np.zeros((12, 2)))
+    assert high.cat.dtype == np.int64 and high.num.dtype == np.float32
 
 
 def test_chunked_transform_equals_one_pass():
     pre = _fit()
     frame = pd.concat([_train()] * 7, ignore_index=True)
-    np.testing.assert_array_equal(pre.transform(frame, chunk_rows=5), pre.expand(pre.encode(frame)))
+    _assert_rows_equal(pre.transform(frame, chunk_rows=5), pre.transform(frame))
 
 
 def test_fit_on_row_positions_equals_fit_on_a_copy_of_those_rows():
@@ -332,27 +427,31 @@ def test_fit_on_row_positions_equals_fit_on_a_copy_of_those_rows():
     assert on_positions.state_dict() == on_copy.state_dict()
 
 
-def test_transform_in_a_given_row_order_picks_those_rows_into_one_matrix():
+def test_transform_in_a_given_row_order_picks_those_rows_into_one_set_of_blocks():
     pre = _fit()
     frame = pd.concat([_train()] * 5, ignore_index=True)
     order = np.random.default_rng(RND_SEED).permutation(len(frame))[:41]
     expected = pre.transform(frame.iloc[order].reset_index(drop=True))
     got = pre.transform(frame, order=order, chunk_rows=4)
-    np.testing.assert_array_equal(got, expected)
+    _assert_rows_equal(got, expected)
     # The split layout the trainer uses: train rows then validation rows, each a view.
     train, val = np.sort(order[:30]), np.sort(order[30:])
     both = pre.transform(frame, order=np.concatenate([train, val]), chunk_rows=7)
-    np.testing.assert_array_equal(both[:30], pre.transform(frame.iloc[train]))
-    np.testing.assert_array_equal(both[30:], pre.transform(frame.iloc[val]))
+    _assert_rows_equal(both.slice(0, 30), pre.transform(frame.iloc[train]))
+    _assert_rows_equal(both.slice(30, 41), pre.transform(frame.iloc[val]))
 
 
-def test_expand_into_a_dirty_buffer_overwrites_every_cell():
+def test_encoding_into_dirty_blocks_overwrites_every_cell():
+    # transform allocates its blocks with np.empty: every cell must be written, whatever was there.
     pre = _fit()
-    compact = pre.encode(_train())
-    out = np.full((len(compact), len(pre.feature_names)), 7.0, dtype=np.float32)
-    assert pre.expand(compact, out=out) is out
-    np.testing.assert_array_equal(out, pre.expand(compact))
-    assert not (out == 7.0).any()
+    frame = _train()
+    num = np.full((len(frame), len(pre.numeric_names) + len(pre.flag_names)), 7.0, dtype=np.float32)
+    cat = np.full((len(frame), len(pre.categorical_names)), 7, dtype=np.int64)
+    pre._encode_into(frame, num, cat, source="test")
+    rows = pre.transform(frame)
+    np.testing.assert_array_equal(num, rows.num)
+    np.testing.assert_array_equal(cat, rows.cat)
+    assert not (cat == 7).any()
 
 
 def test_fit_with_worker_threads_gives_the_same_state(caplog):

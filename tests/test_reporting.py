@@ -212,6 +212,15 @@ def test_all_positive_advice_knows_whether_thresholds_are_tuned(caplog):
     assert "pass --optimize_thresholds" not in with_tuning and "--early_stop_metric macro_f1_tuned" in with_tuning
 
 
+def _epoch_record(*, epoch=1, member=0, recall=0.25, improved=True):
+    from imbalance.training import EpochRecord
+
+    label = {"precision": 0.5, "recall": recall, "f1": 1 / 3, "auroc": 0.8, "auprc": 0.4, "n_pos_pred": 4, "threshold": 0.5}
+    metrics = {"labels": {"y": label}, "macro": label}
+    return EpochRecord(epoch=epoch, lr=1e-3, train_loss=0.7, val_loss=0.6, train_loss_per_label={"y": 0.7},
+                       val_loss_per_label={"y": 0.6}, val=metrics, val_tuned=metrics, improved=improved, member=member)
+
+
 def test_tensorboard_gets_per_label_scalars_and_the_synthetic_quality(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -221,12 +230,8 @@ def test_tensorboard_gets_per_label_scalars_and_the_synthetic_quality(tmp_path):
     rng = np.random.default_rng(RND_SEED)
     real, synth = rng.normal(size=(60, 3)), rng.normal(size=(40, 3)) + 0.5
     quality = quality_report(real, synth, kinds=["numeric"] * 3, names=["a", "b", "c"], seed=0)
-    label = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "auroc": 0.8, "auprc": 0.4, "n_pos_pred": 4, "threshold": 0.5}
-    metrics = {"labels": {"y": label}, "macro": label}
-    record = {"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "lr": 1e-3, "val": metrics, "val_tuned": metrics,
-              "improved": True, "train_loss_per_label": {"y": 0.7}, "val_loss_per_label": {"y": 0.6}}
     writer = EpochLogger(tmp_path, ["y"], quiet=True)
-    writer.log_epoch(record)
+    writer.log_epoch(_epoch_record())
     writer.log_synthetic_quality(quality, report_markdown(quality))
     writer.close()
     events = EventAccumulator(str(tmp_path))
@@ -236,3 +241,27 @@ def test_tensorboard_gets_per_label_scalars_and_the_synthetic_quality(tmp_path):
     assert {"synthetic/discriminative_auroc", "synthetic/near_copy_share", "synthetic/mmd2"} <= tags
     assert events.Scalars("synthetic/discriminative_auroc")[0].value == pytest.approx(quality["discriminative_auroc"], abs=1e-6)
     assert events.Scalars("y/recall")[0].value == pytest.approx(0.25)
+    assert events.Scalars("loss/val")[0].value == pytest.approx(0.6)
+
+
+def test_ensemble_members_log_apart(tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from imbalance.reporting import EpochLogger
+
+    writer = EpochLogger(tmp_path, ["y"], quiet=False)
+    with caplog.at_level(logging.INFO, logger="imbalance"):
+        writer.log_epoch(_epoch_record(epoch=1, recall=0.1))
+        writer.log_epoch(_epoch_record(epoch=2, recall=0.2, improved=False))
+        writer.log_epoch(_epoch_record(epoch=1, member=1, recall=0.3))
+    writer.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch   1") and lines[0].endswith("*")
+    assert not lines[1].endswith("*")
+    assert lines[2].startswith("member 2 epoch   1")  # members are counted from 1 for people
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    recall = events.Scalars("y/recall")
+    # the second member's epochs do not overwrite the first one's steps
+    assert [(e.step, round(e.value, 6)) for e in recall] == [(1, 0.1), (2, 0.2), (1001, 0.3)]

@@ -152,7 +152,7 @@ def test_per_feature_tables_use_original_units_and_level_names():
     real_df, synth_df = frame(300, 50.0), frame(200, 60.0)
     pre = TabularPreprocessor(min_category_count=1).fit(real_df)
     names, kinds = zip(*pre.compact_columns)
-    real, synthetic = pre.encode(real_df), pre.encode(synth_df)
+    real, synthetic = pre.transform(real_df).compact(), pre.transform(synth_df).compact()
     report = quality_report(real, synthetic, kinds=kinds, names=names,
                             real_frame=pre.decode(real), synthetic_frame=pre.decode(synthetic))
     age = report["numeric"]["age"]

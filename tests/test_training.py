@@ -1,54 +1,76 @@
-"""The training loop: one epoch, evaluation against sklearn, fit with early stopping, reproducibility."""
+"""The training loop: one epoch, evaluation against sklearn, fit with early stopping, reproducibility,
+and models whose output is an ensemble of members (B, k, L)."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
+from torch import nn
 
 from imbalance.errors import UserError
 from imbalance.losses import build_loss
 from imbalance.sampling import ShuffleSampler, WeightedIndexSampler, row_weights
-from imbalance.training import LR_SCHEDULERS, OPTIMIZERS, build_optimizer, evaluate, fit, predict_proba, train_one_epoch
-from models import create_model
+from imbalance.training import (
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    EpochRecord,
+    TensorRows,
+    build_optimizer,
+    evaluate,
+    fit,
+    predict_proba,
+    train_one_epoch,
+)
+from models import InputSpec, create_model
 
 RND_SEED = 1234
+N_NUM, CARDS = 6, [4]
 
 
-def _problem(n=2000, d=6, labels=2, seed=RND_SEED):
+def _problem(n=2000, d=N_NUM, labels=2, seed=RND_SEED):
+    """``d`` numeric columns and one 4-level categorical column; rare positives from both."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=gen)
+    num = torch.randn(n, d, generator=gen)
+    cat = torch.randint(0, CARDS[0], (n, 1), generator=gen)
     w = torch.randn(d, labels, generator=gen) * 2
-    logits = x @ w - 3.0  # rare positives
+    level_effect = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-2.0, 0.0], [0.0, 2.0]])[:, :labels]
+    logits = num @ w + level_effect[cat[:, 0]] - 3.0  # rare positives
     y = (torch.rand(n, labels, generator=gen) < torch.sigmoid(logits)).float()
-    return x, y
+    return TensorRows(num=num, cat=cat), y
 
 
-def _model(d, labels, seed=RND_SEED):
+def _model(d=N_NUM, labels=2, seed=RND_SEED, hidden=(16,)):
     torch.manual_seed(seed)
-    return create_model("mlp", in_features=d, out_features=labels, hidden_sizes=[16], dropout=0.0)
+    inputs = InputSpec(n_numeric=d, n_flags=0, cardinalities=list(CARDS), n_labels=labels)
+    return create_model("mlp", inputs=inputs, settings={"hidden_sizes": list(hidden), "dropout": 0.0})
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(x.num, x.cat)
 
 
 def test_train_one_epoch_lowers_the_loss_and_visits_every_index():
     x, y = _problem()
-    model = _model(6, 2)
+    model = _model()
     loss_fn = build_loss("bce", class_weights=torch.ones(2))
     opt = build_optimizer("adam", model, lr=1e-2)
-    before = float(loss_fn(model(x), y).detach())
+    before = float(loss_fn(_logits(model, x), y))
     stats = None
     for epoch in range(5):
         stats = train_one_epoch(model, x, y, ShuffleSampler(len(x), seed=0).epoch_indices(epoch),
                                 loss_fn=loss_fn, optimizer=opt, batch_size=64)
     assert stats["rows"] == len(x)
     assert len(stats["loss_per_label"]) == 2 and stats["loss"] == pytest.approx(np.mean(stats["loss_per_label"]))
-    assert float(loss_fn(model(x), y).detach()) < 0.8 * before
+    assert float(loss_fn(_logits(model, x), y)) < 0.8 * before
 
 
 def test_evaluate_matches_sklearn_at_default_and_tuned_thresholds():
     x, y = _problem(seed=7)
-    model = _model(6, 2)
+    model = _model()
     loss_fn = build_loss("bce", class_weights=torch.ones(2))
     record, prob = evaluate(model, x, y, loss_fn=loss_fn, label_names=["a", "b"], batch_size=333)
-    np.testing.assert_allclose(prob, torch.sigmoid(model(x)).detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(prob, torch.sigmoid(_logits(model, x)).numpy(), atol=1e-6)
     truth = y.numpy().astype(int)
     for j, name in enumerate(["a", "b"]):
         at = record["at_default"]["labels"][name]
@@ -61,9 +83,9 @@ def test_evaluate_matches_sklearn_at_default_and_tuned_thresholds():
         tp = (pred & (truth[:, j] == 1)).sum(1)
         brute = np.max(2 * tp / (pred.sum(1) + truth[:, j].sum()))
         assert tuned["f1"] == pytest.approx(brute, abs=1e-9)
-    assert record["loss"] == pytest.approx(float(loss_fn(model(x), y).detach()), rel=1e-5)
+    assert record["loss"] == pytest.approx(float(loss_fn(_logits(model, x), y)), rel=1e-5)
     # per-label loss: BCE written out, averaged over rows for each label
-    p = torch.sigmoid(model(x).detach().double())
+    p = torch.sigmoid(_logits(model, x).double())
     by_hand = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(dim=0)
     np.testing.assert_allclose(record["loss_per_label"], by_hand.numpy(), rtol=1e-5)
 
@@ -71,7 +93,7 @@ def test_evaluate_matches_sklearn_at_default_and_tuned_thresholds():
 def _fit(optimizer="adam", lr=3e-3, **overrides):
     x, y = _problem()
     xv, yv = _problem(n=600, seed=99)
-    model = _model(6, 2)
+    model = _model()
     loss_fn = build_loss("weighted_bce", class_weights=torch.tensor([5.0, 5.0]))
     opt = build_optimizer(optimizer, model, lr=lr)
     settings = dict(
@@ -87,7 +109,7 @@ def _fit(optimizer="adam", lr=3e-3, **overrides):
 
 def test_fit_keeps_the_best_epoch_and_stops_after_patience():
     model, result, seen, (xv, yv) = _fit()
-    scores = [r["score"] for r in result.history]
+    scores = [r.score for r in result.history]
     best = int(np.argmax(scores)) + 1  # first maximum, as strict improvement requires
     assert result.best_epoch == best
     if result.stopped_early:
@@ -95,18 +117,36 @@ def test_fit_keeps_the_best_epoch_and_stops_after_patience():
     # the kept weights reproduce the best epoch's validation probabilities
     model.load_state_dict(result.best_state)
     np.testing.assert_allclose(predict_proba(model, xv).numpy(), seen[best - 1][1], atol=1e-6)
-    assert [r["improved"] for r in result.history].count(True) >= 1
+    assert [r.improved for r in result.history].count(True) >= 1
+    assert result.history[-1].best_epoch == best
+
+
+def test_epoch_records_are_typed_and_passed_to_the_callback():
+    _, result, seen, _ = _fit(epochs=3, early_stop_patience=0, member=2)
+    assert len(result.history) == len(seen) == 3
+    for i, (record, prob) in enumerate(seen):
+        assert isinstance(record, EpochRecord) and record is result.history[i]
+        assert record.epoch == i + 1 and record.member == 2
+        assert record.score == record.val["macro"]["auprc"]  # the watched metric (macro_auprc)
+        assert set(record.train_loss_per_label) == set(record.val_loss_per_label) == {"a", "b"}
+        assert record.val_loss == pytest.approx(np.mean(list(record.val_loss_per_label.values())))
+        # the per-label counts in the record are those of the probabilities handed to the callback
+        pos_pred = (prob >= 0.5).sum(axis=0)
+        summary = record.summary(["a", "b"])
+        assert summary["member"] == 2 and summary["epoch"] == i + 1 and summary["score"] == record.score
+        assert summary["val_pos_pred"] == {"a": pos_pred[0], "b": pos_pred[1]}
+        assert record.val_tuned["macro"]["f1"] >= record.val["macro"]["f1"] - 1e-12  # tuned on these rows
 
 
 def test_fit_is_reproducible_with_a_seed():
     _, first, _, _ = _fit(epochs=3)
     _, second, _, _ = _fit(epochs=3)
-    assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
+    assert [r.train_loss for r in first.history] == [r.train_loss for r in second.history]
 
 
 def test_fit_with_val_loss_minimises():
     _, result, _, _ = _fit(early_stop_metric="val_loss", epochs=6, early_stop_patience=0)
-    losses = [r["val_loss"] for r in result.history]
+    losses = [r.val_loss for r in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1 and len(losses) == 6
 
 
@@ -118,19 +158,19 @@ def test_diverging_training_is_a_clear_error():
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_trains(name):
     x, y = _problem()
-    model = _model(6, 2)
+    model = _model()
     loss_fn = build_loss("bce", class_weights=torch.ones(2))
     opt = build_optimizer(name, model, lr=1e-2)
-    before = float(loss_fn(model(x), y).detach())
+    before = float(loss_fn(_logits(model, x), y))
     for epoch in range(3):
         train_one_epoch(model, x, y, ShuffleSampler(len(x), seed=1).epoch_indices(epoch), loss_fn=loss_fn, optimizer=opt, batch_size=64)
-    assert float(loss_fn(model(x), y).detach()) < before
+    assert float(loss_fn(_logits(model, x), y)) < before
 
 
 @pytest.mark.parametrize("name", LR_SCHEDULERS.names())
 def test_every_scheduler_runs_and_only_schedules_change_the_rate(name):
     _, result, _, _ = _fit(lr_scheduler=name, epochs=6, early_stop_patience=0)
-    rates = [r["lr"] for r in result.history]
+    rates = [r.lr for r in result.history]
     assert rates[0] == pytest.approx(3e-3)
     if name == "none":
         assert len(set(rates)) == 1
@@ -140,7 +180,7 @@ def test_every_scheduler_runs_and_only_schedules_change_the_rate(name):
 
 def test_bf16_autocast_trains_with_float32_losses():
     x, y = _problem()
-    model = _model(6, 2)
+    model = _model()
     loss_fn = build_loss("focal", class_weights=torch.tensor([9.0, 9.0]))
     opt = build_optimizer("adam", model, lr=1e-2)
     first = last = None
@@ -156,5 +196,90 @@ def test_bf16_autocast_trains_with_float32_losses():
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_adam_family_uses_the_fused_step_on_float32_parameters(name):
-    opt = build_optimizer(name, _model(6, 2), lr=1e-3)
+    opt = build_optimizer(name, _model(), lr=1e-3)
     assert opt.defaults.get("fused") is True
+
+
+# ------------------------------------------------------------------------- rows and member outputs
+
+
+def test_tensor_rows_share_memory_with_the_encoded_rows_and_select_both_blocks():
+    from imbalance.preprocessing import EncodedRows
+
+    rng = np.random.default_rng(RND_SEED)
+    encoded = EncodedRows(num=rng.normal(size=(10, 3)).astype(np.float32), cat=rng.integers(0, 4, (10, 2)), n_numeric=2)
+    rows = TensorRows.from_numpy(encoded)
+    assert len(rows) == 10 and rows.device == torch.device("cpu")
+    assert rows.num.dtype == torch.float32 and rows.cat.dtype == torch.int64
+    assert rows.num.data_ptr() == encoded.num.ctypes.data  # no copy on the CPU
+    picked = rows.index_select(torch.tensor([7, 2, 2]))
+    np.testing.assert_array_equal(picked.num.numpy(), encoded.num[[7, 2, 2]])
+    np.testing.assert_array_equal(picked.cat.numpy(), encoded.cat[[7, 2, 2]])
+    part = rows.slice(3, 6)
+    np.testing.assert_array_equal(part.cat.numpy(), encoded.cat[3:6])
+    np.testing.assert_array_equal(part.num.numpy(), encoded.num[3:6])
+
+
+class _Members(nn.Module):
+    """k models' logits stacked as (B, k, L): what a model that is itself an ensemble (TabM) returns."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x_num, x_cat):
+        return torch.stack([m(x_num, x_cat) for m in self.members], dim=1)
+
+
+def _bce_by_hand(logits, y):
+    """(n, L) binary cross-entropy written out, in float64."""
+    p = torch.sigmoid(logits.double())
+    return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+
+
+def test_predict_proba_averages_member_and_model_probabilities():
+    x, _ = _problem(n=301)
+    a, b = _model(seed=1), _model(seed=2)
+    expected = ((torch.sigmoid(_logits(a, x)) + torch.sigmoid(_logits(b, x))) / 2).numpy()
+    assert not np.allclose(torch.sigmoid(_logits(a, x)).numpy(), expected, atol=1e-3)  # the members differ
+    np.testing.assert_allclose(predict_proba(_Members([a, b]), x, batch_size=7).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(predict_proba([a, b], x).numpy(), expected, atol=1e-6)  # a seed ensemble
+    np.testing.assert_allclose(predict_proba(a, x).numpy(), torch.sigmoid(_logits(a, x)).numpy(), atol=1e-7)
+    empty = predict_proba(_Members([a, b]), x.slice(0, 0))
+    assert empty.shape == (0, 2)
+
+
+def test_evaluate_a_member_output_scores_the_mean_probability_and_the_mean_member_loss():
+    x, y = _problem(n=500, seed=3)
+    a, b = _model(seed=1), _model(seed=2)
+    record, prob = evaluate(_Members([a, b]), x, y, loss_fn=build_loss("bce", class_weights=torch.ones(2)),
+                            label_names=["a", "b"], batch_size=64)
+    expected = ((torch.sigmoid(_logits(a, x)) + torch.sigmoid(_logits(b, x))) / 2).numpy()
+    np.testing.assert_allclose(prob, expected, atol=1e-6)
+    truth = y.numpy().astype(int)
+    for j, name in enumerate(["a", "b"]):
+        assert record["at_default"]["labels"][name]["auroc"] == pytest.approx(roc_auc_score(truth[:, j], expected[:, j]), abs=1e-6)
+    by_hand = (_bce_by_hand(_logits(a, x), y).mean(dim=0) + _bce_by_hand(_logits(b, x), y).mean(dim=0)) / 2
+    np.testing.assert_allclose(record["loss_per_label"], by_hand.numpy(), rtol=1e-5)
+
+
+def test_train_one_epoch_trains_every_member_on_the_mean_of_their_losses():
+    # One full batch of plain SGD: each member moves by lr / k times the gradient of its own loss.
+    x, y = _problem(n=256, seed=4)
+    a, b = _model(seed=1), _model(seed=2)
+    both = _Members([a, b])
+    lr, k = 0.5, 2
+    expected, member_losses = [], []
+    for member in (a, b):
+        reference = _model(seed=1 if member is a else 2)
+        loss = nn.functional.binary_cross_entropy_with_logits(reference(x.num, x.cat), y)
+        loss.backward()
+        member_losses.append(float(loss.detach()))
+        expected.append({name: (p - lr / k * p.grad).detach() for name, p in reference.named_parameters()})
+    stats = train_one_epoch(both, x, y, torch.arange(len(y)), loss_fn=build_loss("bce", class_weights=torch.ones(2)),
+                            optimizer=torch.optim.SGD(both.parameters(), lr=lr), batch_size=len(y))
+    assert stats["rows"] == len(y)
+    assert stats["loss"] == pytest.approx(np.mean(member_losses), rel=1e-5)  # before the step
+    for member, want in zip((a, b), expected):
+        for name, p in member.named_parameters():
+            torch.testing.assert_close(p.detach(), want[name], rtol=1e-5, atol=1e-6)
