@@ -1,6 +1,9 @@
-"""Model architectures, registered by name and rebuilt from a plain config dict."""
+"""Model architectures, registered by name and rebuilt from a plain input spec and settings.
 
-from .registry import MODELS, ModelSpec, create_model, model_config_for, register_model
-from . import mlp  # noqa: F401  (registers "mlp")
+Importing the package registers every model: ``mlp``, ``resnet``, ``ft_transformer``, ``tabm``.
+"""
 
-__all__ = ["MODELS", "ModelSpec", "create_model", "model_config_for", "register_model"]
+from .registry import MODELS, NUM_EMBEDDINGS, InputSpec, ModelSpec, create_model, model_settings, register_model, settings_help
+from . import mlp, resnet, ft_transformer, tabm  # noqa: F401,E402  (each registers its model)
+
+__all__ = ["MODELS", "InputSpec", "ModelSpec", "NUM_EMBEDDINGS", "create_model", "model_settings", "register_model", "settings_help"]
