@@ -255,12 +255,17 @@ def parse_model_args(text: str) -> dict[str, Any]:
     """'d_block=256,k=16,hidden_sizes=[128,64],norm=layer' -> a dict of typed values.
 
     Each value is read as a TOML value (numbers, true/false, [lists], "strings"); anything else
-    is taken as a bare string. Commas inside brackets do not split pairs.
+    is taken as a bare string. Commas inside brackets or quotes do not split pairs.
     """
-    pairs, depth, current = [], 0, ""
+    pairs, depth, quote, current = [], 0, "", ""
     for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        else:
+            depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0 and not quote:
             pairs.append(current)
             current = ""
         else:

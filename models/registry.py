@@ -108,8 +108,8 @@ def register_model(name: str, settings_cls: type, *, num_embeddings: str = "none
 def _coerce(name: str, key: str, hint: Any, value: Any) -> Any:
     """A setting's value with the field's type (ints may stand for floats); else a UserError."""
     origin = typing.get_origin(hint)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
+    if origin is typing.Union:  # Optional[X]: TOML has no null, so none / null stand for None
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
         origin = typing.get_origin(hint)

@@ -1,5 +1,6 @@
 """End-to-end runs of train_classifier.py and predict.py: train, save, reload, predict, fail clearly."""
 
+import dataclasses
 import json
 import os
 import shlex
@@ -14,7 +15,9 @@ import torch
 
 import predict
 import train_classifier
+from imbalance.config import parse_model_args
 from imbalance.demo import DEMO_LABELS, make_demo_cohort
+from models import MODELS, model_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--epochs", "3", "--batch_size", "64", "--quiet", "--baselines", "none"]
@@ -65,7 +68,7 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     ckpt = torch.load(out / "best.pt", weights_only=True)
-    assert ckpt["label_names"] == ["diabetes"] and ckpt["format_version"] == 1
+    assert ckpt["label_names"] == ["diabetes"] and ckpt["format_version"] == 2
     assert ckpt["threshold_source"].startswith("tuned") and ckpt["thresholds"][0] != 0.5
     assert ckpt["preprocessing"]["columns"] and ckpt["model_name"] == "mlp"
     last = torch.load(out / "last.pt", weights_only=True)
@@ -129,7 +132,7 @@ def test_config_is_written_before_training_starts(tmp_path, binary_csv, monkeypa
     def boom(*args, **kwargs):
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(train_classifier, "fit", boom)
+    monkeypatch.setattr(train_classifier, "fit_members", boom)
     out = tmp_path / "early"
     with pytest.raises(RuntimeError):
         _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--output_dir", out, "--lr", "0.02", *FAST)
@@ -241,3 +244,126 @@ def test_large_input_paths_train_exactly_like_a_small_csv(tmp_path, multilabel_c
     for run in ("parquet", "chunked"):
         got = pd.read_csv(tmp_path / run / "test_predictions.csv")
         pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-7, obj=run)
+
+
+# -- every model with every task and loss: train, save, reload, predict the same -------------------
+
+# Settings small enough for a few steps on a few hundred rows; the defaults are timed in benchmarks/.
+TINY_MODELS = {
+    "mlp": "hidden_sizes=[16]",
+    "resnet": "n_blocks=1,d_block=16",
+    "ft_transformer": "n_blocks=1,d_block=16,attention_n_heads=2",
+    "tabm": "k=4,d_block=16",
+}
+TINY_RUN = ["--epochs", "2", "--batch_size", "64", "--quiet", "--baselines", "none", "--no_tensorboard",
+            "--use_stratified_split", "--use_weighted_sampling", "--optimize_thresholds", "--n_bins", "8"]
+
+
+@pytest.fixture(scope="module")
+def small_tables(tmp_path_factory) -> dict:
+    """A binary and a multi-label table of 600 rows with numeric, yes/no and categorical columns."""
+    folder = tmp_path_factory.mktemp("small")
+    frame = make_demo_cohort(n_rows=600, seed=11)
+    paths = {"multilabel": folder / "multi.csv", "binary": folder / "binary.csv"}
+    frame.to_csv(paths["multilabel"], index=False)
+    binary = frame.drop(columns=[c for c in DEMO_LABELS if c != "label_diabetes"])
+    binary.to_csv(paths["binary"], index=False)
+    return paths
+
+
+def _predict_matches_training(tmp_path, out: Path, csv: Path, labels: list[str]) -> pd.DataFrame:
+    """predict.py on the test rows writes exactly the probabilities and decisions of test_predictions.csv."""
+    expected = pd.read_csv(out / "test_predictions.csv")
+    new = tmp_path / "new.csv"
+    pd.read_csv(csv).iloc[expected["row"]].drop(columns=labels).to_csv(new, index=False)
+    target = tmp_path / "pred.csv"
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(new), "--output", str(target)]) == 0
+    got = pd.read_csv(target)
+    columns = ["patient_id"] + [f"{n}_{kind}" for n in labels for kind in ("prob", "pred")]
+    assert list(got.columns) == columns
+    pd.testing.assert_frame_equal(got, expected[columns], check_exact=True)
+    return got
+
+
+@pytest.mark.parametrize("loss", ["bce", "focal"])
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+@pytest.mark.parametrize("model", list(TINY_MODELS))
+def test_every_model_trains_saves_reloads_and_predicts_the_same(tmp_path, small_tables, model, task, loss):
+    csv = small_tables[task]
+    labels = ["label_diabetes"] if task == "binary" else list(DEMO_LABELS)
+    out = tmp_path / "run"
+    assert _train("--csv_path", csv, "--target_cols", ",".join(labels), "--id_col", "patient_id", "--output_dir", out,
+                  "--model", model, "--model_args", TINY_MODELS[model], "--loss_type", loss, *TINY_RUN) == 0
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["model_name"] == model and ckpt["label_names"] == labels and len(ckpt["members"]) == 1
+    assert ckpt["model_settings"] == dataclasses.asdict(model_settings(model, parse_model_args(TINY_MODELS[model])))
+    assert ckpt["inputs"]["num_embeddings"] == MODELS.get(model).num_embeddings
+    assert ckpt["inputs"]["n_labels"] == len(labels) and ckpt["inputs"]["cardinalities"]  # the demo has categoricals
+    _predict_matches_training(tmp_path, out, csv, labels)
+
+
+def test_embeddings_and_a_seed_ensemble_in_one_checkpoint(tmp_path, small_tables):
+    csv = small_tables["multilabel"]
+    out = tmp_path / "ens"
+    assert _train("--csv_path", csv, "--id_col", "patient_id", "--output_dir", out, "--model", "resnet",
+                  "--model_args", TINY_MODELS["resnet"], "--num_embeddings", "periodic", "--ensemble", 2, *TINY_RUN) == 0
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert len(ckpt["members"]) == 2 and ckpt["inputs"]["num_embeddings"] == "periodic"
+    first, second = (member["resnet.blocks.0.linear1.weight"] for member in ckpt["members"])
+    assert not torch.equal(first, second)  # different seeds, different networks
+    report = json.loads((out / "metrics.json").read_text())
+    assert [m["member"] for m in report["run"]["members"]] == [0, 1]
+    got = _predict_matches_training(tmp_path, out, csv, list(DEMO_LABELS))
+    # the checkpoint's probabilities are the mean of its members' probabilities
+    from imbalance.inference import Predictor
+
+    predictor = Predictor.load(out)
+    rows = pd.read_csv(csv).iloc[pd.read_csv(out / "test_predictions.csv")["row"]]
+    mean = predictor.predict_proba(rows)
+    singles = []
+    for member in range(2):
+        one = Predictor.load(out)
+        one.models = [one.models[member]]
+        singles.append(one.predict_proba(rows))
+    np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-6)
+    np.testing.assert_allclose(got[[f"{n}_prob" for n in DEMO_LABELS]].to_numpy(), mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--model", "tabm", "--model_args", "kk=4"], ["tabm", "unknown setting 'kk'", "did you mean 'k'", "valid settings"]),
+    (["--model", "resnet", "--model_args", "d_block=0"], ["resnet", "d_block must be >= 1"]),
+    (["--model", "ft_transformer", "--model_args", "d_block=30"], ["ft_transformer", "d_block", "attention_n_heads"]),
+    (["--model", "mlp", "--model_args", "dropout=high"], ["--model_args", "dropout"]),
+    (["--model", "mlp", "--model_args", "hidden_sizes"], ["--model_args", "key=value"]),
+])
+def test_bad_model_settings_fail_in_one_line_before_anything_is_written(tmp_path, small_tables, capsys, args, fragments):
+    out = tmp_path / "o"
+    try:  # settings fail in the run, a value that is not key=value already in argparse
+        code = _train("--csv_path", small_tables["binary"], "--target_cols", "label_diabetes", "--output_dir", out, *args, *FAST)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    _one_line_error(capsys, *fragments)
+    assert not out.exists()
+
+
+def test_model_settings_from_a_config_file_table(tmp_path, small_tables):
+    config = tmp_path / "run.toml"
+    config.write_text('num_embeddings = "none"\n\n[model]\nname = "tabm"\nk = 3\nd_block = 8\n')
+    out = tmp_path / "run"
+    assert _train("--config", config, "--csv_path", small_tables["binary"], "--target_cols", "label_diabetes",
+                  "--output_dir", out, *TINY_RUN) == 0
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["model_name"] == "tabm" and ckpt["model_settings"]["k"] == 3 and ckpt["model_settings"]["d_block"] == 8
+    assert ckpt["inputs"]["num_embeddings"] == "none"
+    assert json.loads((out / "config.json").read_text())["model_args"] == {"k": 3, "d_block": 8}
+
+
+def test_help_lists_every_model_and_its_settings(capsys):
+    with pytest.raises(SystemExit):
+        train_classifier.main(["--help"])
+    text = capsys.readouterr().out
+    for name in MODELS:
+        assert f"{name}:" in text
+        for f in dataclasses.fields(MODELS.get(name).settings_cls):
+            assert f"{f.name}=" in text, (name, f.name)

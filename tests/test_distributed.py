@@ -97,7 +97,8 @@ def test_two_gloo_processes_shard_the_epoch_and_gather_the_same_metrics(tmp_path
         assert part["record"]["loss"] == pytest.approx(record["loss"], rel=1e-6)
 
 
-def test_torchrun_two_processes_write_one_checkpoint_that_predicts(tmp_path):
+@pytest.mark.parametrize("model, model_args", [("mlp", "hidden_sizes=[16]"), ("tabm", "k=4,d_block=16")])
+def test_torchrun_two_processes_write_one_checkpoint_that_predicts(tmp_path, model, model_args):
     from imbalance.demo import make_demo_cohort
 
     data = tmp_path / "cohort.csv"
@@ -106,13 +107,14 @@ def test_torchrun_two_processes_write_one_checkpoint_that_predicts(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "train_classifier.py"), "--csv_path", str(data), "--id_col", "patient_id",
-               "--output_dir", str(out), "--epochs", "2", "--batch_size", "64", "--use_weighted_sampling",
+               "--output_dir", str(out), "--model", model, "--model_args", model_args, "--epochs", "2", "--batch_size", "64", "--use_weighted_sampling",
                "--optimize_thresholds", "--baselines", "none", "--quiet", "--no_tensorboard"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.json", "report.md", "test_predictions.csv"]
     report = json.loads((out / "metrics.json").read_text())
     assert len(report["history"]) == 2
+    assert torch.load(out / "best.pt", weights_only=True)["model_name"] == model
     predictor = Predictor.load(out)
     rows = pd.read_csv(data).head(50)
     assert predictor.predict_proba(rows).shape == (50, 5)
