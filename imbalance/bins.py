@@ -67,10 +67,12 @@ def fit_bins(x: np.ndarray, y: np.ndarray, *, n_bins: int, method: str = "quanti
         x, y = x[keep], y[keep]
     x = np.asarray(x, dtype=np.float32)
     edges: list[Optional[list[float]]] = [None] * x.shape[1]
-    varying = [j for j in range(x.shape[1]) if len(x) > 1 and np.ptp(x[:, j]) > 0]
+    # The library needs more rows than bins and at least two bins: with two rows or fewer a
+    # column gets one bin from its smallest to its largest value (half a unit around a constant).
+    varying = [j for j in range(x.shape[1]) if len(x) > 2 and np.ptp(x[:, j]) > 0]
     for j in set(range(x.shape[1])) - set(varying):
-        value = float(x[0, j]) if len(x) else 0.0
-        edges[j] = [value - 0.5, value + 0.5]
+        low, high = (float(x[:, j].min()), float(x[:, j].max())) if len(x) else (0.0, 0.0)
+        edges[j] = [low, high] if high > low else [low - 0.5, low + 0.5]
     if varying:
         n_bins = max(2, min(n_bins, len(x) - 1))
         fitted = build(torch.from_numpy(np.ascontiguousarray(x[:, varying])), np.asarray(y), n_bins)

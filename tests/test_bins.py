@@ -101,3 +101,10 @@ def test_large_tables_are_subsampled_reproducibly(monkeypatch):
     assert first != everything  # not simply the first rows
     for j, column in enumerate(x.T):
         assert column.min() <= first[j][0] and first[j][-1] <= column.max()
+
+
+@pytest.mark.parametrize("method", ["quantile", "tree"])
+def test_two_rows_give_one_bin_from_the_smallest_to_the_largest_value(method):
+    x = np.array([[0.0, 1.0], [2.0, 1.0]], dtype=np.float32)
+    edges = fit_bins(x, np.array([[0], [1]]), n_bins=8, method=method)
+    assert edges == [[0.0, 2.0], [0.5, 1.5]]
