@@ -16,6 +16,7 @@ two distinct values per column.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -75,7 +76,11 @@ def fit_bins(x: np.ndarray, y: np.ndarray, *, n_bins: int, method: str = "quanti
         edges[j] = [low, high] if high > low else [low - 0.5, low + 0.5]
     if varying:
         n_bins = max(2, min(n_bins, len(x) - 1))
-        fitted = build(torch.from_numpy(np.ascontiguousarray(x[:, varying])), np.asarray(y), n_bins)
+        with warnings.catch_warnings():
+            # A column with few distinct values may get a single bin; the library warns that this
+            # is min-max scaling, which is what such a column should get.
+            warnings.filterwarnings("ignore", message=r".*has just two bin edges", category=UserWarning)
+            fitted = build(torch.from_numpy(np.ascontiguousarray(x[:, varying])), np.asarray(y), n_bins)
         for j, column in zip(varying, fitted):
             edges[j] = [float(v) for v in column.tolist()]
     counts = [len(e) - 1 for e in edges]  # type: ignore[arg-type]
