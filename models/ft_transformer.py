@@ -18,7 +18,7 @@ from torch import nn
 
 from .inputs import make_num_embeddings
 from .mlp import use_cpu_dropout
-from .registry import InputSpec, register_model, setting
+from .registry import InputSpec, check_at_least_one, check_rates, register_model, setting
 
 __all__ = ["FTTransformer", "FTTransformerSettings", "DEFAULT_NUM_EMBEDDINGS"]
 
@@ -28,10 +28,10 @@ DEFAULT_NUM_EMBEDDINGS = "none"
 
 # The library's default configurations (FTTransformer.get_default_kwargs) go from 1 block of width
 # 96 to 6 blocks of width 384. Attention over every column costs far more per step than an MLP on
-# a CPU (a stroke-shaped batch of 64, one thread: about 31 ms per step for 2 blocks of width 64, 15 ms for one, against
-# 2 ms for the MLP), so the default is one block of width 64, which keeps a stroke run within 3x
-# the MLP's time; on stroke and mammography (balanced preset, 3 seeds) it scored as well as two
-# blocks. Give it more blocks and width on a GPU.
+# a CPU (a stroke-shaped batch of 64, one thread: about 31 ms per step for 2 blocks of width 64,
+# 15 ms for one, 2 ms for the MLP), so the default is one block of width 64, which keeps a stroke
+# run within 3x the MLP's time; on stroke and mammography (balanced preset, 3 seeds) it scored as
+# well as two blocks. Give it more blocks and width on a GPU.
 @dataclass(frozen=True)
 class FTTransformerSettings:
     n_blocks: int = setting(1, "transformer blocks (>= 1)")
@@ -43,18 +43,12 @@ class FTTransformerSettings:
     residual_dropout: float = setting(0.0, "dropout on each attention / feed-forward output before the residual sum, in [0, 1)")
 
     def __post_init__(self) -> None:
-        if self.n_blocks < 1:
-            raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
-        if self.attention_n_heads < 1:
-            raise ValueError(f"attention_n_heads must be >= 1, got {self.attention_n_heads}")
+        check_at_least_one(self, "n_blocks", "attention_n_heads")
         if self.d_block < 1 or self.d_block % self.attention_n_heads:
             raise ValueError(f"d_block must be a positive multiple of attention_n_heads ({self.attention_n_heads}), got {self.d_block}")
         if not self.ffn_d_hidden_multiplier > 0 or int(self.d_block * self.ffn_d_hidden_multiplier) < 1:
             raise ValueError(f"ffn_d_hidden_multiplier must be > 0 and leave a hidden width >= 1, got {self.ffn_d_hidden_multiplier}")
-        for name in ("attention_dropout", "ffn_dropout", "residual_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        check_rates(self, "attention_dropout", "ffn_dropout", "residual_dropout")
 
 
 @register_model("ft_transformer", FTTransformerSettings, num_embeddings=DEFAULT_NUM_EMBEDDINGS,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .inputs import FlatInput
-from .registry import InputSpec, register_model, setting
+from .registry import InputSpec, check_rates, register_model, setting
 
 __all__ = ["MLP", "MLPSettings", "Dropout", "use_cpu_dropout"]
 
@@ -60,8 +60,7 @@ class MLPSettings:
     def __post_init__(self) -> None:
         if any(h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must all be >= 1, got {self.hidden_sizes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_rates(self, "dropout")
         if self.norm not in _NORMS:
             raise ValueError(f"norm must be one of {', '.join(_NORMS)}, got {self.norm!r}")
 

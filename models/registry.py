@@ -40,6 +40,8 @@ __all__ = [
     "model_settings",
     "settings_help",
     "setting",
+    "check_at_least_one",
+    "check_rates",
 ]
 
 NUM_EMBEDDINGS = ("none", "piecewise_linear", "periodic")
@@ -185,3 +187,19 @@ def setting(default: Any, help: str) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def check_at_least_one(settings: Any, *names: str) -> None:
+    """ValueError unless every named integer setting is >= 1 (None passes: the model's choice)."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_rates(settings: Any, *names: str) -> None:
+    """ValueError unless every named setting (a dropout rate) lies in [0, 1)."""
+    for name in names:
+        value = getattr(settings, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")

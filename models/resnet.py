@@ -16,7 +16,7 @@ from torch import nn
 
 from .inputs import FlatInput
 from .mlp import use_cpu_dropout
-from .registry import InputSpec, register_model, setting
+from .registry import InputSpec, check_at_least_one, check_rates, register_model, setting
 
 __all__ = ["ResNet", "ResNetSettings", "DEFAULT_NUM_EMBEDDINGS"]
 
@@ -38,16 +38,10 @@ class ResNetSettings:
     dropout2: float = setting(0.0, "dropout on each block's output before it joins the residual stream, in [0, 1)")
 
     def __post_init__(self) -> None:
-        if self.n_blocks < 1:
-            raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
-        if self.d_block < 1:
-            raise ValueError(f"d_block must be >= 1, got {self.d_block}")
+        check_at_least_one(self, "n_blocks", "d_block")
         if not self.d_hidden_multiplier > 0 or int(self.d_block * self.d_hidden_multiplier) < 1:
             raise ValueError(f"d_hidden_multiplier must be > 0 and leave a hidden width >= 1, got {self.d_hidden_multiplier}")
-        for name in ("dropout1", "dropout2"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        check_rates(self, "dropout1", "dropout2")
 
 
 @register_model("resnet", ResNetSettings, num_embeddings=DEFAULT_NUM_EMBEDDINGS,

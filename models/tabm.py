@@ -21,7 +21,7 @@ from torch import nn
 
 from .inputs import OneHot, make_num_embeddings
 from .mlp import use_cpu_dropout
-from .registry import InputSpec, register_model, setting
+from .registry import InputSpec, check_at_least_one, check_rates, register_model, setting
 
 __all__ = ["TabM", "TabMSettings", "ARCH_TYPES", "DEFAULT_NUM_EMBEDDINGS"]
 
@@ -43,14 +43,8 @@ class TabMSettings:
     arch_type: str = setting("tabm", "tabm (BatchEnsemble layers) | tabm-mini (members differ only in an input scaling) | tabm-packed (k independent MLPs)")
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.n_blocks is not None and self.n_blocks < 1:
-            raise ValueError(f"n_blocks must be >= 1 or None, got {self.n_blocks}")
-        if self.d_block < 1:
-            raise ValueError(f"d_block must be >= 1, got {self.d_block}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_at_least_one(self, "k", "n_blocks", "d_block")
+        check_rates(self, "dropout")
         if self.arch_type not in ARCH_TYPES:
             raise ValueError(f"arch_type must be one of {', '.join(ARCH_TYPES)}, got {self.arch_type!r}")
 
