@@ -13,8 +13,8 @@ measured in the same run (``--model all`` does).
 For each dataset, model and seed it runs train_classifier.py (stratified 70/15/15 split,
 thresholds tuned on validation for F1) and prints the mean over seeds of the macro test AUROC /
 AUPRC / F1 and the seconds per run (in-process: imports excluded), for every model and for the
-logistic-regression and gradient-boosting baselines fitted on the same splits by runs of their own. It ends with, per dataset,
-the best model's AUPRC over the better baseline's, and their geometric mean over the datasets
+logistic-regression and gradient-boosting baselines fitted on the same splits by runs of their
+own. It ends with, per dataset, the best model's AUPRC over the better baseline's, and their geometric mean over the datasets
 that have both (the issue's target: every ratio >= 1 and the geometric mean >= 1.05 on stroke,
 mammography and thyroid).
 """

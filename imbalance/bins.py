@@ -16,11 +16,12 @@ two distinct values per column.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
 import torch
+
+from models.inputs import single_bin_warnings_ignored
 
 from .registry import Registry
 
@@ -75,11 +76,8 @@ def fit_bins(x: np.ndarray, y: np.ndarray, *, n_bins: int, method: str = "quanti
         low, high = (float(x[:, j].min()), float(x[:, j].max())) if len(x) else (0.0, 0.0)
         edges[j] = [low, high] if high > low else [low - 0.5, low + 0.5]
     if varying:
-        n_bins = max(2, min(n_bins, len(x) - 1))
-        with warnings.catch_warnings():
-            # A column with few distinct values may get a single bin; the library warns that this
-            # is min-max scaling, which is what such a column should get.
-            warnings.filterwarnings("ignore", message=r".*has just two bin edges", category=UserWarning)
+        n_bins = min(n_bins, len(x) - 1)  # >= 2: there are at least three rows
+        with single_bin_warnings_ignored():  # a column with few distinct values may get one bin
             fitted = build(torch.from_numpy(np.ascontiguousarray(x[:, varying])), np.asarray(y), n_bins)
         for j, column in zip(varying, fitted):
             edges[j] = [float(v) for v in column.tolist()]

@@ -16,7 +16,7 @@ import torch
 from rtdl_revisiting_models import CategoricalEmbeddings, FTTransformerBackbone, LinearEmbeddings
 from torch import nn
 
-from .inputs import make_num_embeddings
+from .inputs import categorical_cardinalities, categorical_codes, make_num_embeddings
 from .mlp import use_cpu_dropout
 from .registry import InputSpec, check_at_least_one, check_rates, register_model, setting
 
@@ -60,14 +60,13 @@ class FTTransformer(nn.Module):
         super().__init__()
         d_block = settings.d_block
         self.n_numeric = inputs.n_numeric
-        self.n_flags = inputs.n_flags
         # Initialised like the library's own [CLS] embedding: uniform in +-1/sqrt(d).
         self.cls_token = nn.Parameter(torch.empty(d_block).uniform_(-(d_block**-0.5), d_block**-0.5))
         num_tokens = make_num_embeddings(inputs, d_embedding=d_block)  # tokens must be d_block wide
         if num_tokens is None and inputs.n_numeric:
             num_tokens = LinearEmbeddings(inputs.n_numeric, d_block)
         self.num_tokens = num_tokens
-        cardinalities = list(inputs.cardinalities) + [2] * inputs.n_flags
+        cardinalities = categorical_cardinalities(inputs)
         self.cat_tokens = CategoricalEmbeddings(cardinalities, d_block) if cardinalities else None
         self.backbone = use_cpu_dropout(FTTransformerBackbone(
             d_out=inputs.n_labels,
@@ -85,6 +84,5 @@ class FTTransformer(nn.Module):
         if self.num_tokens is not None:
             tokens.append(self.num_tokens(x_num[:, : self.n_numeric]))
         if self.cat_tokens is not None:
-            codes = torch.cat([x_cat, x_num[:, self.n_numeric :].long()], dim=1) if self.n_flags else x_cat
-            tokens.append(self.cat_tokens(codes))
+            tokens.append(self.cat_tokens(categorical_codes(x_num, x_cat, self.n_numeric)))
         return self.backbone(torch.cat(tokens, dim=1))

@@ -14,21 +14,51 @@ Deep Learning", from the ``rtdl_num_embeddings`` package.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
 
 from .registry import InputSpec
 
-__all__ = ["FlatInput", "OneHot", "make_num_embeddings", "PERIODIC_N_FREQUENCIES", "PERIODIC_FREQUENCY_INIT_SCALE"]
+__all__ = [
+    "FlatInput", "OneHot", "make_num_embeddings", "single_bin_warnings_ignored", "categorical_cardinalities",
+    "categorical_codes", "PERIODIC_N_FREQUENCIES", "PERIODIC_FREQUENCY_INIT_SCALE",
+]
 
 # The package's defaults for PeriodicEmbeddings. Its README advises erring small on the
 # frequency scale: a too-large scale can ruin a model, a too-small one only costs a little.
 PERIODIC_N_FREQUENCIES = 48
 PERIODIC_FREQUENCY_INIT_SCALE = 0.01
+
+
+@contextlib.contextmanager
+def single_bin_warnings_ignored() -> Iterator[None]:
+    """Silence rtdl_num_embeddings' warning about a column with one bin (two edges).
+
+    A column with one value range in training gets one bin; the library warns that this is
+    min-max scaling, which is what such a column should get. It warns both when the bins are
+    computed and when the embedding is built from them.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*has just two bin edges", category=UserWarning)
+        yield
+
+
+def categorical_cardinalities(inputs: InputSpec) -> list[int]:
+    """The categorical columns, then every 0/1 flag as a two-level categorical: for models that
+    embed or one-hot every non-numeric column (FT-Transformer, TabM)."""
+    return list(inputs.cardinalities) + [2] * inputs.n_flags
+
+
+def categorical_codes(x_num: torch.Tensor, x_cat: torch.Tensor, n_numeric: int) -> torch.Tensor:
+    """The codes matching :func:`categorical_cardinalities`: ``x_cat``, then the flags of ``x_num`` as 0/1 codes."""
+    if x_num.shape[1] == n_numeric:
+        return x_cat
+    return torch.cat([x_cat, x_num[:, n_numeric:].long()], dim=1)
 
 
 def make_num_embeddings(inputs: InputSpec, *, d_embedding: Optional[int] = None) -> Optional[nn.Module]:
@@ -46,10 +76,7 @@ def make_num_embeddings(inputs: InputSpec, *, d_embedding: Optional[int] = None)
     if inputs.num_embeddings == "piecewise_linear":
         assert inputs.bins is not None  # InputSpec checks it
         bins = [torch.tensor(edges, dtype=torch.float32) for edges in inputs.bins]
-        with warnings.catch_warnings():
-            # A column with one value range in training gets one bin (two edges); the library warns
-            # that this is min-max scaling, which is what such a column should get.
-            warnings.filterwarnings("ignore", message=r".*has just two bin edges", category=UserWarning)
+        with single_bin_warnings_ignored():
             # version "B" (from the TabM paper) starts as a plain linear embedding and learns the
             # piecewise-linear part from zero; TabM refuses the older version "A".
             return PiecewiseLinearEmbeddings(bins, width, activation=False, version="B")

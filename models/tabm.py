@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .inputs import OneHot, make_num_embeddings
+from .inputs import OneHot, categorical_cardinalities, categorical_codes, make_num_embeddings
 from .mlp import use_cpu_dropout
 from .registry import InputSpec, check_at_least_one, check_rates, register_model, setting
 
@@ -60,8 +60,7 @@ class TabM(nn.Module):
         import tabm
 
         self.n_numeric = inputs.n_numeric
-        self.n_flags = inputs.n_flags
-        cardinalities = list(inputs.cardinalities) + [2] * inputs.n_flags
+        cardinalities = categorical_cardinalities(inputs)
         self.has_categorical = bool(cardinalities)
         kwargs = dict(
             n_num_features=inputs.n_numeric,
@@ -88,7 +87,5 @@ class TabM(nn.Module):
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         numeric = x_num[:, : self.n_numeric] if self.n_numeric else None
-        codes = None
-        if self.has_categorical:
-            codes = torch.cat([x_cat, x_num[:, self.n_numeric :].long()], dim=1) if self.n_flags else x_cat
+        codes = categorical_codes(x_num, x_cat, self.n_numeric) if self.has_categorical else None
         return self.tabm(numeric, codes)
