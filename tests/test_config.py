@@ -18,7 +18,7 @@ from imbalance.config import (
     parse_model_args,
 )
 from imbalance.errors import UserError
-from models import MODELS
+from models import MODELS, model_settings
 
 AGGRESSIVE_COMMAND = """
     --csv_path mesa_final.csv --output_dir checkpoints/comorbidity_aggressive
@@ -242,6 +242,18 @@ def test_model_args_values_are_toml_literals():
     assert values == {"dropout": 0.25, "hidden_sizes": [8, 4], "flag": True, "lr": 1e-3, "name": "tabm-mini", "empty": []}
     assert type(values["dropout"]) is float and type(values["hidden_sizes"][0]) is int
     assert parse_model_args("") == {}
+
+
+def test_model_args_commas_and_brackets_inside_quotes_do_not_split():
+    assert parse_model_args('a="x,y",b=[1,2],c=\'[p,q\',d=none') == {"a": "x,y", "b": [1, 2], "c": "[p,q", "d": "none"}
+
+
+@pytest.mark.parametrize("text", ["none", "None", "null"])
+def test_none_sets_an_optional_model_setting(text):
+    settings = model_settings("tabm", parse_model_args(f"n_blocks={text}"))
+    assert settings.n_blocks is None
+    with pytest.raises(UserError, match="'k' must be int"):  # not for a required one
+        model_settings("tabm", parse_model_args(f"k={text}"))
 
 
 @pytest.mark.parametrize("text", ["hidden_sizes", "=3", "dropout=", "a=1,b"])
