@@ -3,9 +3,14 @@
 
 Usage:
     python benchmarks/quality.py --model all                          # every model, balanced preset
+    python benchmarks/quality.py --model mlp,mlp:piecewise_linear     # MODEL:EMBEDDING sets --num_embeddings
     python benchmarks/quality.py --model tabm --datasets stroke,thyroid --seeds 42,1,2
     python benchmarks/quality.py --preset aggressive --model mlp
     python benchmarks/quality.py --model resnet --extra "--num_embeddings periodic --lr 5e-4"
+
+``--model all`` is every registered model with its default numeric embedding, then the MLP with
+piecewise-linear embeddings (its default is none: they cost about 9x per row at the large
+batches of big tables, but on small ones they are the MLP's best form).
 
 Put mlp first in --model to get every other model's seconds per run as a multiple of the MLP's,
 measured in the same run (``--model all`` does).
@@ -42,6 +47,13 @@ DATASETS = {
     "demo": (None, []),
 }
 METRICS = ("auroc", "auprc", "f1")
+ALL_MODELS = [*MODELS.names(), "mlp:piecewise_linear"]
+
+
+def model_flags(model: str) -> list[str]:
+    """``NAME`` or ``NAME:EMBEDDING`` as train_classifier.py flags."""
+    name, _, embedding = model.partition(":")
+    return ["--model", name, *(["--num_embeddings", embedding] if embedding else [])]
 
 
 def run_one(flags: list[str]) -> tuple[dict, float]:
@@ -55,7 +67,7 @@ def run_one(flags: list[str]) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="balanced")
-    parser.add_argument("--model", default="all", help=f"a model, a comma-separated list, or all ({', '.join(MODELS.names())})")
+    parser.add_argument("--model", default="all", help=f"MODEL or MODEL:EMBEDDING, a comma-separated list of them, or all ({', '.join(ALL_MODELS)})")
     parser.add_argument("--datasets", default="stroke,mammography,thyroid,demo")
     parser.add_argument("--seeds", default="42,1,2")
     parser.add_argument("--data_dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -63,7 +75,7 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more train_classifier.py flags for every run, quoted")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    models = MODELS.names() if args.model == "all" else args.model.split(",")
+    models = ALL_MODELS if args.model == "all" else args.model.split(",")
     extra = shlex.split(args.extra)
     print(f"preset {args.preset}, models {', '.join(models)}, seeds {seeds}, extra flags {extra or 'none'}: "
           "mean macro test AUROC / AUPRC / F1\n")
@@ -92,7 +104,7 @@ def main() -> None:
         for model in models:
             scores, epochs, took = [], [], []
             for seed in seeds:
-                report, run_seconds = run_one(["--preset", args.preset, *flags, "--seed", str(seed), "--model", model,
+                report, run_seconds = run_one(["--preset", args.preset, *flags, "--seed", str(seed), *model_flags(model),
                                                "--baselines", "none", *extra])
                 took.append(run_seconds)
                 epochs.append(f"{report['run']['best_epoch']}/{report['run']['epochs_run']}")

@@ -96,9 +96,11 @@ def test_naive_preset_uses_no_lever():
         False, "none", "bce", False)
 
 
-def test_balanced_is_moderate():
+def test_balanced_corrects_once():
+    # class weights on the natural mix of rows: weighted sampling would multiply the correction
     cfg = _parse("--preset balanced")
-    assert cfg.use_weighted_sampling and cfg.weight_method == "balanced" and cfg.class_weight_method == "balanced"
+    assert not cfg.use_weighted_sampling
+    assert (cfg.loss_type, cfg.class_weight_method, cfg.early_stop_metric) == ("weighted_bce", "balanced", "macro_auprc")
 
 
 def test_precedence_defaults_then_preset_then_flags():
