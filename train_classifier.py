@@ -7,17 +7,21 @@ Usage:
         --id_col id --output_dir checkpoints/stroke
     python train_classifier.py --help                                   # every flag, by lever
 
-The run folder (--output_dir) receives config.json (before training), best.pt, last.pt,
-metrics.json and report.md (final per-label report with baselines), test_predictions.csv and
-TensorBoard logs. Score new rows with predict.py.
+The run folder (--output_dir) receives run.json (the run's status and the list of its files,
+first), config.json (before training), best.pt, last.pt, metrics.json and report.md (final
+per-label report with baselines), test_predictions.csv and TensorBoard logs. It must be new or
+empty, or hold an earlier run of this tool (replaced only with --overwrite). Score new rows with
+predict.py; continue an interrupted run with --resume RUN_DIR.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -27,25 +31,52 @@ import torch
 from imbalance.config import TrainConfig, parse_config
 from imbalance.distributed import init_distributed
 from imbalance.errors import UserError
+from imbalance.files import write_json, write_text
 from imbalance.pipeline import (
     RunCheckpoints, fit_members, input_spec, predict_parts, prepare_data, resolve_device, score_models, tune_thresholds,
     write_outputs,
 )
-from imbalance.reporting import (
-    CollapseGuard, EpochLogger, compare_reports, format_comparison_markdown, format_label_table, write_json_atomic,
-)
+from imbalance.reporting import CollapseGuard, EpochLogger, compare_reports, format_comparison_markdown, format_label_table
+from imbalance.run_folder import RunFolder
 from imbalance.synthetic_quality import gate_failures, report_markdown
 
 log = logging.getLogger("train_classifier")
 
 
-def prepare_run_dir(path: str) -> Path:
-    out = Path(path)
-    if (out / "config.json").exists():
-        log.info("output folder %s holds an earlier run; its files will be replaced", out)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the current epoch is abandoned and the run marked interrupted."""
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 owns the run folder
+
+
+@contextmanager
+def run_folder_for(cfg: TrainConfig, command: Optional[Sequence[str]] = None):
+    """Claim the run folder (rank 0) before any data is read, and record how the run ended."""
+    if not _is_main_process():
+        yield None
+        return
+    folder = RunFolder.claim(cfg.output_dir, overwrite=cfg.overwrite, resume=cfg.resume is not None,
+                             argv=None if command is None else list(command))
+    try:
+        yield folder
+    except UserError as exc:
+        if folder.record is None:  # stopped on its input before writing anything: leave no trace
+            folder.abandon()
+        else:
+            folder.finish("failed", error=str(exc))
+        raise
+    except KeyboardInterrupt:
+        folder.finish("interrupted")
+        raise
+    except BaseException as exc:
+        folder.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        folder.finish("complete")
+    finally:
+        folder.release()
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
@@ -54,29 +85,44 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO, format="%(message)s", force=True)
     for note in cfg.advisories():
         log.warning(note)
-    return compare_augmentation(cfg) if cfg.compare else train(cfg)
+    command = None if argv is None else ["train_classifier.py", *map(str, argv)]
+    return compare_augmentation(cfg, command) if cfg.compare else train(cfg, command)
 
 
-def compare_augmentation(cfg: TrainConfig) -> dict:
-    """The same configuration without and with augmentation, on the same split and seed."""
-    out = Path(cfg.output_dir)
-    runs = {
-        "baseline": replace(cfg, compare=False, resample="none", generator="none", generated_csv=None, output_dir=str(out / "baseline")),
-        "augmented": replace(cfg, compare=False, output_dir=str(out / "augmented")),
-    }
-    reports = {}
-    for name, run_cfg in runs.items():
-        print(f"\n=== {name}: {run_cfg.output_dir}")
-        reports[name] = train(run_cfg)
-    comparison = compare_reports(reports["baseline"], reports["augmented"])
-    write_json_atomic(out / "comparison.json", comparison)
-    (out / "comparison.md").write_text(format_comparison_markdown(comparison))
+def compare_augmentation(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:
+    """The same configuration without and with augmentation, on the same split and seed: two
+    runs in folders of their own inside this run's folder."""
+    if cfg.resume is not None:
+        raise UserError("--resume continues one training run; a --compare run cannot be resumed, start it again with --overwrite")
+    with run_folder_for(cfg, command) as folder:
+        if folder is not None:
+            folder.begin()
+        inner = (lambda name: str(folder.file(name))) if folder is not None else (lambda name: str(Path(cfg.output_dir) / name))
+        runs = {
+            "baseline": replace(cfg, compare=False, overwrite=False, resample="none", generator="none", generated_csv=None,
+                                output_dir=inner("baseline")),
+            "augmented": replace(cfg, compare=False, overwrite=False, output_dir=inner("augmented")),
+        }
+        reports = {}
+        for name, run_cfg in runs.items():
+            print(f"\n=== {name}: {run_cfg.output_dir}")
+            reports[name] = train(run_cfg, command)
+        if folder is None:  # another torchrun rank: rank 0 compares
+            return {}
+        comparison = compare_reports(reports["baseline"], reports["augmented"])
+        write_json(folder.file("comparison.json"), comparison)
+        write_text(folder.file("comparison.md"), format_comparison_markdown(comparison))
     print("\n" + format_comparison_markdown(comparison))
     return comparison
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:
     """One training run as configured; returns the report also written to metrics.json."""
+    with run_folder_for(cfg, command) as folder:
+        return _train(cfg, folder)
+
+
+def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
     # Small models' steps are too short to split across threads (benchmarks/throughput.py);
     # --num_threads N overrides.
     torch.set_num_threads(cfg.num_threads or 1)
@@ -94,18 +140,20 @@ def train(cfg: TrainConfig) -> dict:
     log.info("model %s %s, numeric embeddings %s%s", cfg.model, cfg.model_settings, inputs.num_embeddings,
              f", ensemble of {cfg.ensemble}" if cfg.ensemble > 1 else "")
 
-    # The run folder: the resolved config first, then checkpoints as training goes.
-    out = Path(cfg.output_dir)
-    if dist.is_main:
-        prepare_run_dir(cfg.output_dir)
-        write_json_atomic(out / "config.json", cfg.to_dict())
-    epoch_log = EpochLogger(out / "tensorboard" if cfg.tensorboard and dist.is_main else None, data.label_names, quiet=cfg.quiet)
-    check_synthetic_rows(cfg, data, out, epoch_log, is_main=dist.is_main)
+    # The input is good: the run folder becomes this run's (an --overwrite'n run's files go now),
+    # the resolved config first, then checkpoints as training goes.
+    if folder is not None:
+        folder.begin(resume=cfg.resume is not None)
+        if cfg.resume is None:
+            write_json(folder.file("config.json"), cfg.to_dict())
+    epoch_log = EpochLogger(folder.file("tensorboard") if cfg.tensorboard and folder is not None else None, data.label_names,
+                            quiet=cfg.quiet)
+    check_synthetic_rows(cfg, data, folder, epoch_log)
     guard = CollapseGuard(data.label_names, patience=cfg.collapse_patience, optimize_thresholds=cfg.optimize_thresholds)
     checkpoints = RunCheckpoints(cfg=cfg, data=data, inputs=inputs)
-    trained = fit_members(cfg, data, inputs, device=device, dist=dist, out=out, epoch_log=epoch_log, guard=guard,
+    trained = fit_members(cfg, data, inputs, device=device, dist=dist, folder=folder, epoch_log=epoch_log, guard=guard,
                           checkpoints=checkpoints, progress=show_progress)
-    if not dist.is_main:  # rank 0 scores, reports and saves; the others wait for it
+    if folder is None:  # rank 0 scores, reports and saves; the others wait for it
         dist.barrier()
         dist.close()
         return {}
@@ -114,7 +162,7 @@ def train(cfg: TrainConfig) -> dict:
     thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"])
     scored = score_models(cfg, data, prob, thresholds)
     report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
-                           guard=guard, epoch_log=epoch_log, started=started, out=out)
+                           guard=guard, epoch_log=epoch_log, started=started, folder=folder)
     epoch_log.close()
 
     run_info = report["run"]
@@ -126,13 +174,13 @@ def train(cfg: TrainConfig) -> dict:
     collapsed = report["collapsed"]
     if collapsed["final"] or collapsed["during_training"]:
         print(f"\ncollapsed labels: final {collapsed['final'] or 'none'}; during training {collapsed['during_training'] or 'none'}")
-    print(f"\nrun folder: {out}  (best.pt, last.pt, metrics.json, report.md, config.json)")
+    print(f"\nrun folder: {folder.path}  (best.pt, last.pt, metrics.json, report.md, config.json)")
     dist.barrier()
     dist.close()
     return report
 
 
-def check_synthetic_rows(cfg: TrainConfig, data, out: Path, epoch_log: EpochLogger, *, is_main: bool) -> None:
+def check_synthetic_rows(cfg: TrainConfig, data, folder: Optional[RunFolder], epoch_log: EpochLogger) -> None:
     """Write the augmentation's provenance and quality report; with --quality_gate, refuse to
     train on synthetic rows that fail its limits (every rank stops: they measured the same rows)."""
     augmented = data.augmented
@@ -140,28 +188,37 @@ def check_synthetic_rows(cfg: TrainConfig, data, out: Path, epoch_log: EpochLogg
         return
     failures = [] if augmented.quality is None else gate_failures(
         augmented.quality, max_discriminative_auroc=cfg.gate_max_auroc, max_near_copy_share=cfg.gate_max_near_copies)
-    if is_main:
-        write_json_atomic(out / "augmentation.json", augmented.provenance)
+    if folder is not None:
+        write_json(folder.file("augmentation.json"), augmented.provenance)
         if augmented.quality is not None:
-            write_json_atomic(out / "synthetic_quality.json", augmented.quality)
-            (out / "synthetic_quality.md").write_text(report_markdown(augmented.quality))
+            write_json(folder.file("synthetic_quality.json"), augmented.quality)
+            write_text(folder.file("synthetic_quality.md"), report_markdown(augmented.quality))
             epoch_log.log_synthetic_quality(augmented.quality, report_markdown(augmented.quality))
         for reason in failures:
             log.warning("synthetic data quality: %s", reason)
     if failures and cfg.quality_gate:
         epoch_log.close()
-        raise UserError(f"--quality_gate refused to train: {failures[0]} (report: {out / 'synthetic_quality.md'})")
+        report = Path(cfg.output_dir) / "synthetic_quality.md"
+        raise UserError(f"--quality_gate refused to train: {failures[0]} (report: {report})")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         run(argv)
     except UserError as exc:
         print(f"train_classifier.py: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("train_classifier.py: interrupted; best.pt and last.pt hold the last completed epochs", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"train_classifier.py: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
+              "last.pt holds the last completed epoch: continue with --resume RUN_DIR", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -7,10 +7,15 @@ Usage:
     python benchmarks/quality.py --model tabm --datasets stroke,thyroid --seeds 42,1,2
     python benchmarks/quality.py --preset aggressive --model mlp
     python benchmarks/quality.py --model resnet --extra "--num_embeddings periodic --lr 5e-4"
+    python benchmarks/quality.py --model "resnet --ensemble 3,tabm --model_args k=16"
 
-``--model all`` is every registered model with its default numeric embedding, then the MLP with
-piecewise-linear embeddings (its default is none: they cost about 9x per row at the large
-batches of big tables, but on small ones they are the MLP's best form).
+A model is ``NAME`` or ``NAME:EMBEDDING``, optionally followed by train_classifier.py flags of
+its own (``--extra`` adds flags to every model). ``--model all`` is every registered model with
+its default numeric embedding, then the MLP with piecewise-linear embeddings (its default is
+none: they cost about 9x per row at the large batches of big tables, but on small ones they are
+the MLP's best form), then a seed ensemble of three ResNets (``--ensemble 3``: the strongest
+network on thyroid and mammography once the variance of a single run is averaged away, at three
+times the seconds).
 
 Put mlp first in --model to get every other model's seconds per run as a multiple of the MLP's,
 measured in the same run (``--model all`` does).
@@ -47,13 +52,18 @@ DATASETS = {
     "demo": (None, []),
 }
 METRICS = ("auroc", "auprc", "f1")
-ALL_MODELS = [*MODELS.names(), "mlp:piecewise_linear"]
+ALL_MODELS = [*MODELS.names(), "mlp:piecewise_linear", "resnet --ensemble 3"]
 
 
 def model_flags(model: str) -> list[str]:
-    """``NAME`` or ``NAME:EMBEDDING`` as train_classifier.py flags."""
-    name, _, embedding = model.partition(":")
-    return ["--model", name, *(["--num_embeddings", embedding] if embedding else [])]
+    """``NAME``, ``NAME:EMBEDDING`` and either followed by flags of its own, as train_classifier.py flags."""
+    words = shlex.split(model)
+    if not words:
+        sys.exit("quality.py: error: --model has an empty entry; give NAME[:EMBEDDING] [flags], comma-separated")
+    name, _, embedding = words[0].partition(":")
+    if name not in MODELS.names():
+        sys.exit(f"quality.py: error: --model {words[0]!r}: unknown model; choose from {', '.join(MODELS.names())}")
+    return ["--model", name, *(["--num_embeddings", embedding] if embedding else []), *words[1:]]
 
 
 def run_one(flags: list[str]) -> tuple[dict, float]:
@@ -67,7 +77,8 @@ def run_one(flags: list[str]) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="balanced")
-    parser.add_argument("--model", default="all", help=f"MODEL or MODEL:EMBEDDING, a comma-separated list of them, or all ({', '.join(ALL_MODELS)})")
+    parser.add_argument("--model", default="all", help="MODEL or MODEL:EMBEDDING, optionally followed by flags for that model, a comma-separated list of them, "
+                        f"or all ({', '.join(ALL_MODELS)})")
     parser.add_argument("--datasets", default="stroke,mammography,thyroid,demo")
     parser.add_argument("--seeds", default="42,1,2")
     parser.add_argument("--data_dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -75,7 +86,9 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more train_classifier.py flags for every run, quoted")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    models = ALL_MODELS if args.model == "all" else args.model.split(",")
+    models = ALL_MODELS if args.model == "all" else [m.strip() for m in args.model.split(",")]
+    for model in models:
+        model_flags(model)  # an unknown model stops here, before any run
     extra = shlex.split(args.extra)
     print(f"preset {args.preset}, models {', '.join(models)}, seeds {seeds}, extra flags {extra or 'none'}: "
           "mean macro test AUROC / AUPRC / F1\n")

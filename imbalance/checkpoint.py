@@ -4,20 +4,24 @@ A checkpoint holds the model's name, its settings and input spec (``models.Input
 counts, category cardinalities, numeric-embedding bins), the weights of every member of a seed
 ensemble (one member unless ``--ensemble``), the full resolved training config, the
 preprocessing state, label names, decision thresholds, metrics, the epoch and a
-``format_version``. ``last.pt`` adds the optimizer and early-stopping state for resuming.
-Writes are atomic: a temporary file in the same folder, then a rename.
+``format_version`` and ``complete``: False in the checkpoints written while a run trains (they
+hold the default 0.5 thresholds), True in the final ``best.pt``. ``last.pt`` adds what
+``--resume`` needs. Writes go through :func:`imbalance.files.save_torch` (atomic).
+
+Loading never unpickles code (``weights_only=True``), and a file that asks for it, or whose
+fields do not fit together, is refused in one line.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
 from .errors import UserError
+from .files import save_torch
 
 __all__ = ["FORMAT_VERSION", "build_checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_path"]
 
@@ -41,6 +45,8 @@ def build_checkpoint(
     id_col: Optional[str] = None,
     optimizer_state: Optional[Mapping[str, Any]] = None,
     early_stopping_state: Optional[Mapping[str, Any]] = None,
+    complete: bool = True,
+    resume: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     ckpt = {
         "format_version": FORMAT_VERSION,
@@ -57,26 +63,19 @@ def build_checkpoint(
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
         "torch_version": str(torch.__version__),
+        "complete": bool(complete),
     }
     if optimizer_state is not None:
         ckpt["optimizer"] = optimizer_state
     if early_stopping_state is not None:
         ckpt["early_stopping"] = dict(early_stopping_state)
+    if resume is not None:
+        ckpt["resume"] = dict(resume)
     return ckpt
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(dict(ckpt), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_torch(path, dict(ckpt))
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -89,14 +88,22 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint (a file, or a run folder's best.pt) with ``weights_only=True``."""
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu", allow_incomplete: bool = False) -> dict[str, Any]:
+    """Load and check a checkpoint (a file, or a run folder's best.pt) with ``weights_only=True``.
+
+    The checkpoint of a run that did not complete (written during training, or ``last.pt``) is
+    refused unless ``allow_incomplete``: its thresholds are the default 0.5, not the tuned ones.
+    """
     path = resolve_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)  # plain data only, no pickled objects
+    except pickle.UnpicklingError:
+        # torch's own message advises loading with weights_only=False, which would run the file's code.
+        raise UserError(f"{path}: refused: the file holds pickled Python objects, not only tensors and plain data, "
+                        "and loading it could run code; use a checkpoint written by train_classifier.py") from None
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+        raise UserError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("format_version"), int) and ckpt["format_version"] < FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format {ckpt['format_version']} was written by an older toolkit; "
                         f"this one reads format {FORMAT_VERSION}: retrain the model")
@@ -106,4 +113,33 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise UserError(
             f"{path}: checkpoint format {ckpt['format_version']} is newer than this toolkit reads ({FORMAT_VERSION}); upgrade the toolkit"
         )
+    check_fields(ckpt, path)
+    if not ckpt.get("complete", True) and not allow_incomplete:
+        raise UserError(f"{path}: this checkpoint is from a run that did not complete: it holds epoch {ckpt.get('epoch', '?')} "
+                        "and the default 0.5 thresholds, not tuned ones; finish the run (train_classifier.py --resume RUN_DIR) "
+                        "or pass --allow_incomplete")
     return ckpt
+
+
+def check_fields(ckpt: Mapping[str, Any], path: str | Path) -> None:
+    """The fields a predictor relies on, checked for type and for fitting together."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: damaged checkpoint: {what}; use the run's own best.pt or train again")
+
+    labels, thresholds, members = ckpt["label_names"], ckpt["thresholds"], ckpt["members"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(n, str) for n in labels):
+        raise bad("label_names is not a list of names")
+    if not isinstance(thresholds, list) or len(thresholds) != len(labels):
+        raise bad(f"{len(thresholds) if isinstance(thresholds, list) else 'no'} thresholds for {len(labels)} labels")
+    if not all(isinstance(t, (int, float)) and 0.0 <= float(t) <= 1.0 for t in thresholds):
+        raise bad("a threshold outside [0, 1]")
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+        raise bad("no model weights")
+    if not all(isinstance(v, torch.Tensor) for m in members for v in m.values()):
+        raise bad("model weights that are not tensors")
+    for key in ("model_settings", "inputs", "preprocessing"):
+        if not isinstance(ckpt[key], dict):
+            raise bad(f"{key} is not a table")
+    if not isinstance(ckpt["model_name"], str):
+        raise bad("model_name is not a name")

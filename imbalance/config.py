@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+_MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit; every member's seed must fit
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -86,7 +87,9 @@ class TrainConfig:
     preset: Optional[str] = _opt(None, "named preset from configs/ (balanced, aggressive, very_aggressive, none)")
     config: Optional[str] = _opt(None, "a TOML or JSON file of settings, layered like a preset")
     csv_path: Optional[str] = _opt(None, "CSV or .parquet file; omitted = built-in demo cohort")
-    output_dir: str = _opt("checkpoints/run", "run folder: config, checkpoints, metrics, TensorBoard logs")
+    output_dir: str = _opt("checkpoints/run", "run folder: config, checkpoints, metrics, TensorBoard logs (a new or empty folder, or an earlier run's with --overwrite)")
+    overwrite: bool = _switch(False, "replace the earlier run in --output_dir: its own files are removed once this run's input has been read; nothing else in the folder is touched")
+    resume: Optional[str] = _opt(None, "continue the interrupted run in this folder from its last.pt, with its own config.json (only --quiet and --num_threads may be given too)")
     target_cols: Optional[str] = _opt(None, "comma-separated outcome columns (default: every 'label_*' column)")
     id_col: Optional[str] = _opt(None, "row identifier: kept out of the features, written with predictions")
     drop_cols: Optional[str] = _opt(None, "comma-separated columns to ignore")
@@ -203,6 +206,8 @@ class TrainConfig:
         need(0.5 <= self.gate_max_auroc <= 1.0, f"--gate_max_auroc must be in [0.5, 1], got {self.gate_max_auroc}")
         need(0.0 <= self.gate_max_near_copies <= 1.0, f"--gate_max_near_copies must be in [0, 1], got {self.gate_max_near_copies}")
         need(not self.compare or self.augments, "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv")
+        need(0 <= self.seed and self.seed + self.ensemble - 1 <= _MAX_SEED,
+             f"--seed must be an integer in [0, {_MAX_SEED - self.ensemble + 1}], got {self.seed}")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
         need(isinstance(self.model_args, dict), f"--model_args must be key=value pairs, got {self.model_args!r}")
         try:
@@ -422,6 +427,8 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = Non
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     explicit = {k: v for k, v in vars(namespace).items() if v is not dataclasses.MISSING}
+    if explicit.get("resume") is not None:
+        return _resumed_config(explicit), explicit
 
     layered: dict[str, Any] = {}
     if explicit.get("preset") is not None:
@@ -430,6 +437,31 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = Non
         _merge_layer(layered, load_config_file(explicit["config"]))
     _merge_layer(layered, explicit)
     return TrainConfig(**layered), explicit
+
+
+RESUME_MAY_CHANGE = ("quiet", "num_threads")
+
+
+def _resumed_config(explicit: dict[str, Any]) -> TrainConfig:
+    """--resume DIR: the interrupted run's own config.json, with only what may differ on resuming."""
+    folder = Path(explicit["resume"])
+    given = sorted(k for k in explicit if k not in ("resume", *RESUME_MAY_CHANGE))
+    if given:
+        raise UserError(f"--resume continues a run with the settings in its config.json; drop --{given[0]} "
+                        f"(only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may be given with it)")
+    path = folder / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--resume '{folder}': no readable config.json there; pass the run folder of an interrupted run") from None
+    if not isinstance(saved, dict) or not set(saved) <= set(_FIELDS):
+        raise UserError(f"--resume '{folder}': its config.json was not written by this version of the toolkit; train anew")
+    saved.update(resume=str(folder), output_dir=str(folder), overwrite=False,
+                 **{k: explicit[k] for k in RESUME_MAY_CHANGE if k in explicit})
+    try:
+        return TrainConfig(**saved)
+    except TypeError as exc:
+        raise UserError(f"--resume '{folder}': its config.json is incomplete ({exc}); train anew") from None
 
 
 def _merge_layer(layered: dict[str, Any], layer: dict[str, Any]) -> None:

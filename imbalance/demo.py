@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .files import write_csv
 
 __all__ = ["DEMO_LABELS", "make_demo_cohort", "main"]
 
@@ -212,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m imbalance.demo", description="Write the synthetic demo cohort as CSV."
     )
     parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--rows", type=int, default=20_000, help="number of patients")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)
@@ -221,15 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         parser.error(str(exc))
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    if out.is_dir():
+        parser.error(f"--out '{out}' is a folder; name a CSV file")
+    if out.exists() and not args.overwrite:
+        parser.error(f"--out '{out}' exists; pass --overwrite to replace it")
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_csv(out, df, index=False)
+    except UserError as exc:
+        parser.error(str(exc))
     prevalence = ", ".join(f"{k.removeprefix('label_')} {df[k].mean():.1%}" for k in DEMO_LABELS)
     print(f"wrote {len(df)} rows to {out}; prevalence: {prevalence}")
 

@@ -12,6 +12,7 @@ import torch
 from models import create_model
 
 from .checkpoint import load_checkpoint
+from .errors import UserError
 from .preprocessing import TabularPreprocessor
 from .training import TensorRows, predict_proba
 
@@ -40,22 +41,41 @@ def prediction_frame(
 class Predictor:
     """A trained model ready for new rows: ``Predictor.load(path).predict_proba(df)``."""
 
-    def __init__(self, checkpoint: Mapping[str, Any], *, device: str | torch.device = "cpu") -> None:
+    def __init__(self, checkpoint: Mapping[str, Any], *, device: str | torch.device = "cpu", source: str = "checkpoint") -> None:
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.label_names: list[str] = list(checkpoint["label_names"])
         self.thresholds = np.asarray(checkpoint["thresholds"], dtype=np.float64)
         self.id_col: Optional[str] = checkpoint.get("id_col")
-        self.preprocessor = TabularPreprocessor.from_state_dict(checkpoint["preprocessing"])
+        # A checkpoint whose parts do not fit together (edited, or mixed from two runs) stops here,
+        # in one line, rather than in the middle of scoring.
+        try:
+            self.preprocessor = TabularPreprocessor.from_state_dict(checkpoint["preprocessing"])
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{source}: damaged checkpoint: its preprocessing state does not load ({_first_line(exc)}); "
+                            "use the run's own best.pt or train again") from None
         self.models = []  # one per member of a seed ensemble; their probabilities are averaged
         for state in checkpoint["members"]:
-            model = create_model(checkpoint["model_name"], inputs=checkpoint["inputs"], settings=checkpoint["model_settings"])
-            model.load_state_dict(state)
+            try:
+                model = create_model(checkpoint["model_name"], inputs=checkpoint["inputs"], settings=checkpoint["model_settings"])
+                model.load_state_dict(state)
+            except UserError as exc:
+                raise UserError(f"{source}: damaged checkpoint: {exc}") from None
+            except Exception as exc:
+                raise UserError(f"{source}: damaged checkpoint: its model does not match its weights ({_first_line(exc)}); "
+                                "use the run's own best.pt or train again") from None
             self.models.append(model.to(self.device).eval())
+        n_labels = checkpoint["inputs"].get("n_labels")
+        width = len(self.preprocessor.input_columns)
+        if n_labels != len(self.label_names) or not width:
+            raise UserError(f"{source}: damaged checkpoint: the model predicts {n_labels} labels for {len(self.label_names)} label "
+                            "names; use the run's own best.pt or train again")
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "Predictor":
-        return cls(load_checkpoint(path), device=device)
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu", allow_incomplete: bool = False) -> "Predictor":
+        return cls(load_checkpoint(path, allow_incomplete=allow_incomplete), device=device, source=str(path))
 
     @property
     def feature_columns(self) -> list[str]:
@@ -80,3 +100,8 @@ class Predictor:
         return prediction_frame(
             self._prob(frame, source), self.thresholds, self.label_names, index=frame.index, ids=ids, id_col=self.id_col
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

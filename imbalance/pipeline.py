@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -34,6 +33,7 @@ from .augmentation import AugmentedTrain, augment_training_split
 from .baselines import baseline_scores
 from .bins import fit_bins
 from .checkpoint import build_checkpoint, save_checkpoint
+from .files import write_csv, write_json, write_text
 from .class_weights import compute_class_weights
 from .config import TrainConfig, split_list
 from .data import Table, load_table
@@ -43,7 +43,8 @@ from .inference import prediction_frame
 from .losses import ElementwiseLoss, build_loss
 from .metrics import label_metrics
 from .preprocessing import EncodedRows, TabularPreprocessor
-from .reporting import CollapseGuard, EpochLogger, format_report_markdown, write_json_atomic
+from .reporting import CollapseGuard, EpochLogger, format_report_markdown
+from .run_folder import RunFolder
 from .sampling import build_sampler, expected_positive_share, row_weights
 from .splitting import split_indices
 from .synthetic_quality import quality_summary
@@ -211,13 +212,13 @@ class RunCheckpoints:
     inputs: InputSpec
 
     def build(self, members: list[dict[str, torch.Tensor]], *, epoch: int, thresholds: Any, source: str,
-              metrics: dict[str, Any], **resume_state: Any) -> dict[str, Any]:
+              metrics: dict[str, Any], complete: bool = False, **resume_state: Any) -> dict[str, Any]:
         return build_checkpoint(
             model_name=self.cfg.model, model_settings=dataclasses.asdict(self.cfg.model_settings),
             inputs=self.inputs.to_dict(), members=members, train_config=self.cfg.to_dict(),
             preprocessing=self.data.preprocessor.state_dict(), label_names=self.data.label_names,
             id_col=self.data.table.id_col, thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics,
-            **resume_state,
+            complete=complete, **resume_state,
         )
 
 
@@ -238,13 +239,14 @@ class TrainedModels:
 
 
 def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, device: torch.device, dist: DistContext,
-                out: Path, epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
+                folder: Optional[RunFolder], epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
                 progress: bool = False) -> TrainedModels:
     """Train ``cfg.ensemble`` members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...) on the same split.
 
     After every epoch ``last.pt`` holds the finished members and the current one's last epoch
     (with its optimiser state), and ``best.pt`` the finished members and the current one's best
-    epoch, so a run stopped at any point leaves a usable checkpoint.
+    epoch, so a run stopped at any point leaves a usable checkpoint. Only the process that owns
+    ``folder`` (rank 0) writes them.
     """
     names = data.label_names
     class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names)
@@ -265,12 +267,14 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
             guard.update(record.val)
             finished = [r.best_state for r in results]
             common = dict(epoch=record.epoch, thresholds=at_default, source="default", metrics={"val": record.val})
+            if folder is None:
+                return
             if record.improved:
-                save_checkpoint(checkpoints.build(finished + [parts.model.state_dict()], **common), out / "best.pt")
+                save_checkpoint(checkpoints.build(finished + [parts.model.state_dict()], **common), folder.file("best.pt"))
             save_checkpoint(checkpoints.build(
                 finished + [parts.model.state_dict()], **common, optimizer_state=parts.optimizer.state_dict(),
                 early_stopping_state={"member": record.member, "best_epoch": record.best_epoch, "best_score": record.best_score},
-            ), out / "last.pt")
+            ), folder.file("last.pt"))
 
         result = fit(
             parts.train_model, train=tensors["train"], val=tensors["val"], sampler=parts.sampler, loss_fn=parts.loss_fn,
@@ -319,7 +323,7 @@ def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarra
 
 def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
                   prob: dict[str, np.ndarray], thresholds: np.ndarray, source: str, scored: dict[str, Any],
-                  guard: CollapseGuard, epoch_log: EpochLogger, started: float, out: Path) -> dict[str, Any]:
+                  guard: CollapseGuard, epoch_log: EpochLogger, started: float, folder: RunFolder) -> dict[str, Any]:
     """best.pt with every member and the tuned thresholds, metrics.json, report.md and
     test_predictions.csv; returns the report written to metrics.json."""
     split, names = data.report_split, data.label_names
@@ -330,7 +334,7 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
     report = {
         "split": split,
         "run": {
-            "output_dir": str(out), "source": data.table.source, "labels": names,
+            "output_dir": str(folder.path), "source": data.table.source, "labels": names,
             "rows": {p: int(len(r)) for p, r in data.splits.items()},
             "model": cfg.model, "model_settings": dataclasses.asdict(cfg.model_settings),
             "num_embeddings": checkpoints.inputs.num_embeddings, "ensemble": cfg.ensemble,
@@ -351,16 +355,16 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
     }
     last_epoch = trained.results[-1].best_epoch
     save_checkpoint(checkpoints.build(trained.states, epoch=last_epoch, thresholds=thresholds, source=source,
-                                      metrics={"split": split, **final}), out / "best.pt")
-    write_json_atomic(out / "metrics.json", report)
-    (out / "report.md").write_text(format_report_markdown(report))
+                                      metrics={"split": split, **final}, complete=True), folder.file("best.pt"))
+    write_json(folder.file("metrics.json"), report)
+    write_text(folder.file("report.md"), format_report_markdown(report))
     if len(data.splits["test"]):
         test = data.splits["test"]
         preds = prediction_frame(prob["test"], thresholds, names, index=data.table.row_index[test],
                                  ids=None if data.table.ids is None else data.table.ids.iloc[test], id_col=data.table.id_col)
         for j, name in enumerate(names):
             preds.insert(preds.columns.get_loc(f"{name}_prob"), f"{name}_true", data.labels["test"][:, j])
-        preds.rename_axis("row").to_csv(out / "test_predictions.csv")
+        write_csv(folder.file("test_predictions.csv"), preds.rename_axis("row"))
     epoch_log.log_pr_curves(data.labels["val"], prob["val"], step=first.best_epoch)
     epoch_log.log_hparams({k: v for k, v in cfg.to_dict().items() if k not in ("quiet", "tensorboard")},
                           {f"{split}/{k}": float(final["macro"][k]) for k in ("f1", "recall", "precision", "auroc", "auprc")})

@@ -172,6 +172,14 @@ class EncodedRows:
         return np.hstack([self.num, self.cat.astype(np.float32)])
 
 
+# What transform() reads of each column's fitted state, by kind.
+_SPEC_KEYS = {
+    "numeric": ("name", "indicator", "median", "log", "mean", "std"),
+    "binary": ("name", "indicator", "fill"),
+    "categorical": ("name", "indicator", "levels"),
+}
+
+
 class TabularPreprocessor:
     """Fit on training rows with :meth:`fit`, then :meth:`transform` any rows to float32."""
 
@@ -298,6 +306,12 @@ class TabularPreprocessor:
                             "retrain the model with this version of the toolkit")
         pre = cls(categorical_cols=state["categorical_cols"], min_category_count=state["min_category_count"])
         pre.columns_ = [dict(spec) for spec in state["columns"]]
+        for spec in pre.columns_:
+            needed = _SPEC_KEYS.get(spec.get("kind"))
+            if needed is None or not isinstance(spec.get("name"), str) or any(k not in spec for k in needed):
+                raise ValueError(f"column {spec.get('name')!r} of kind {spec.get('kind')!r} lacks {sorted(set(needed or []) - set(spec))}")
+            if spec["kind"] == "numeric" and not (np.isfinite(spec["mean"]) and np.isfinite(spec["std"]) and spec["std"] > 0):
+                raise ValueError(f"column {spec['name']!r} has mean {spec['mean']} and scale {spec['std']}")
         return pre
 
     def _fitted(self) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ Metrics are computed once (in ``training.evaluate``); this module only formats a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 __all__ = [
-    "CollapseGuard", "EpochLogger", "format_label_table", "write_json_atomic", "format_report_markdown",
+    "CollapseGuard", "EpochLogger", "format_label_table", "format_report_markdown",
     "compare_reports", "format_comparison_markdown",
 ]
 
@@ -173,22 +172,6 @@ class EpochLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True, default=_json_default) + "\n")
-    tmp.replace(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def format_report_markdown(report: Mapping[str, Any]) -> str:

@@ -138,13 +138,12 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     real_save = torch.save
 
     def broken_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as handle:  # half a file, then the disk "fills up"
-            handle.write(b"PK\x03\x04 partial")
-        raise OSError("No space left on device")
+        f.write(b"PK\x03\x04 partial")  # half a file, then the disk "fills up"
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
     newer = _checkpoint(pre, model, thresholds=(0.1, 0.9))
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="best.pt.*No space left"):
         save_checkpoint(newer, path)
     monkeypatch.setattr(torch, "save", real_save)
 

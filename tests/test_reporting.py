@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from imbalance.reporting import CollapseGuard, format_label_table, format_report_markdown, write_json_atomic
+from imbalance.reporting import CollapseGuard, format_label_table, format_report_markdown
 
 RND_SEED = 20240616
 N_VAL = 200
@@ -125,28 +125,6 @@ def test_label_table_binary_has_no_macro_row():
     text = format_label_table(binary)
     assert "label_diabetes" in text
     assert not any(line.split()[0] == "macro" for line in text.splitlines() if line.strip())
-
-
-# --------------------------------------------------------------------------- write_json_atomic
-
-
-def test_write_json_atomic_valid_json_with_nan_and_no_temp_file(tmp_path):
-    payload = {"auroc": float("nan"), "n": np.int64(3), "f1": np.float32(0.5), "curve": np.array([0.1, 0.2]), "names": ["a"]}
-    path = tmp_path / "metrics.json"
-    path.write_text("old")
-    write_json_atomic(path, payload)
-    loaded = json.loads(path.read_text())
-    assert math.isnan(loaded["auroc"])
-    assert loaded["n"] == 3 and loaded["f1"] == 0.5 and loaded["curve"] == [0.1, 0.2] and loaded["names"] == ["a"]
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
-
-
-def test_write_json_atomic_keeps_old_file_when_payload_cannot_be_written(tmp_path):
-    path = tmp_path / "metrics.json"
-    write_json_atomic(path, {"ok": 1})
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"bad": object()})
-    assert json.loads(path.read_text()) == {"ok": 1}
 
 
 # --------------------------------------------------------------------------- format_report_markdown
