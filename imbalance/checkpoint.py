@@ -44,7 +44,6 @@ def build_checkpoint(
     metrics: Optional[Mapping[str, Any]] = None,
     id_col: Optional[str] = None,
     optimizer_state: Optional[Mapping[str, Any]] = None,
-    early_stopping_state: Optional[Mapping[str, Any]] = None,
     complete: bool = True,
     resume: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
@@ -67,8 +66,6 @@ def build_checkpoint(
     }
     if optimizer_state is not None:
         ckpt["optimizer"] = optimizer_state
-    if early_stopping_state is not None:
-        ckpt["early_stopping"] = dict(early_stopping_state)
     if resume is not None:
         ckpt["resume"] = dict(resume)
     return ckpt

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -32,7 +33,7 @@ from models import InputSpec, create_model
 from .augmentation import AugmentedTrain, augment_training_split
 from .baselines import baseline_scores
 from .bins import fit_bins
-from .checkpoint import build_checkpoint, save_checkpoint
+from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from .files import write_csv, write_json, write_text
 from .class_weights import compute_class_weights
 from .config import TrainConfig, split_list
@@ -49,7 +50,7 @@ from .sampling import build_sampler, expected_positive_share, row_weights
 from .splitting import split_indices
 from .synthetic_quality import quality_summary
 from .thresholds import optimize_thresholds
-from .training import DEFAULT_THRESHOLD, EpochRecord, FitResult, TensorRows, build_optimizer, fit, predict_proba
+from .training import DEFAULT_THRESHOLD, EpochRecord, FitResult, FitState, TensorRows, build_optimizer, fit, predict_proba
 
 __all__ = [
     "PARTS",
@@ -238,42 +239,101 @@ class TrainedModels:
         return [record for result in self.results for record in result.history]
 
 
+@dataclass
+class ResumePoint:
+    """What ``last.pt`` holds for ``--resume``: the finished members, and the current member's
+    model, optimiser and :class:`~imbalance.training.FitState` after its last completed epoch."""
+
+    member: int
+    finished: list[FitResult]
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    fit_state: FitState
+    guard: dict[str, Any]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Optional["ResumePoint"]:
+        """None when the run stopped before its first epoch ended: it starts from the beginning."""
+        path = run_dir / "last.pt"
+        if not path.is_file():
+            return None
+        ckpt = load_checkpoint(path, allow_incomplete=True)
+        state = ckpt.get("resume")
+        if not isinstance(state, dict) or "optimizer" not in ckpt:
+            raise UserError(f"--resume '{run_dir}': {path.name} holds no resume state; start the run again with --overwrite")
+        try:
+            member = int(state["member"])
+            finished = [FitResult(best_epoch=r["best_epoch"], best_score=r["best_score"], best_state=ckpt["members"][i],
+                                  history=[EpochRecord.from_json(t) for t in r["history"]], stopped_early=r["stopped_early"])
+                        for i, r in enumerate(state["finished"])]
+            fit_state = FitState(epoch=int(state["epoch"]), stopper=state["stopper"], scheduler=state["scheduler"],
+                                 best_state=state["best_state"], history=[EpochRecord.from_json(t) for t in state["history"]])
+            return cls(member=member, finished=finished, model_state=ckpt["members"][member], optimizer_state=ckpt["optimizer"],
+                       fit_state=fit_state, guard=state["guard"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UserError(f"--resume '{run_dir}': damaged resume state in {path.name} ({exc!r}); start the run again with --overwrite") from None
+
+
+def _result_summary(result: FitResult) -> dict[str, Any]:
+    return {"best_epoch": result.best_epoch, "best_score": result.best_score, "stopped_early": result.stopped_early,
+            "history": [record.to_json() for record in result.history]}
+
+
 def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, device: torch.device, dist: DistContext,
                 folder: Optional[RunFolder], epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
                 progress: bool = False) -> TrainedModels:
     """Train ``cfg.ensemble`` members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...) on the same split.
 
     After every epoch ``last.pt`` holds the finished members and the current one's last epoch
-    (with its optimiser state), and ``best.pt`` the finished members and the current one's best
-    epoch, so a run stopped at any point leaves a usable checkpoint. Only the process that owns
-    ``folder`` (rank 0) writes them.
+    (with its optimiser and :class:`ResumePoint` state), and ``best.pt`` the finished members and
+    the current one's best epoch, so a run stopped at any point leaves a usable checkpoint. Only
+    the process that owns ``folder`` (rank 0) writes them. With ``--resume`` every process reads
+    ``last.pt`` and training goes on from the epoch after it, as if never stopped.
     """
     names = data.label_names
     class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names)
     log_label_summary(cfg, names, data.labels["train"], class_weights)
     tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
                for part in ("train", "val")}
+    resume = ResumePoint.load(Path(cfg.resume)) if cfg.resume is not None else None
+    if resume is not None:
+        guard.load_state_dict(resume.guard)
+        log.info("resuming member %d of %d after epoch %d", resume.member + 1, cfg.ensemble, resume.fit_state.epoch)
+    elif cfg.resume is not None:
+        log.info("the run stopped before its first epoch ended: training starts from the beginning")
     members: list[nn.Module] = []
     results: list[FitResult] = []
     at_default = [DEFAULT_THRESHOLD] * len(names)
     for member in range(cfg.ensemble):
         seed = cfg.seed + member
         parts = build_components(cfg, data, inputs, class_weights, seed=seed, device=device, dist=dist)
+        if resume is not None and member < resume.member:  # finished before the interruption
+            parts.model.load_state_dict(resume.finished[member].best_state)
+            members.append(parts.model)
+            results.append(resume.finished[member])
+            continue
+        fit_resume = None
+        if resume is not None and member == resume.member:
+            parts.model.load_state_dict(resume.model_state)
+            parts.optimizer.load_state_dict(resume.optimizer_state)
+            fit_resume = resume.fit_state
         if cfg.ensemble > 1:
             log.info("ensemble member %d of %d (seed %d)", member + 1, cfg.ensemble, seed)
 
-        def on_epoch_end(record: EpochRecord, val_prob: np.ndarray, parts: Components = parts) -> None:
+        def on_epoch_end(record: EpochRecord, val_prob: np.ndarray, state: FitState, parts: Components = parts) -> None:
             epoch_log.log_epoch(record)
             guard.update(record.val)
-            finished = [r.best_state for r in results]
-            common = dict(epoch=record.epoch, thresholds=at_default, source="default", metrics={"val": record.val})
             if folder is None:
                 return
+            finished = [r.best_state for r in results]
+            common = dict(epoch=record.epoch, thresholds=at_default, source="default", metrics={"val": record.val})
             if record.improved:
                 save_checkpoint(checkpoints.build(finished + [parts.model.state_dict()], **common), folder.file("best.pt"))
             save_checkpoint(checkpoints.build(
                 finished + [parts.model.state_dict()], **common, optimizer_state=parts.optimizer.state_dict(),
-                early_stopping_state={"member": record.member, "best_epoch": record.best_epoch, "best_score": record.best_score},
+                resume={"member": record.member, "epoch": state.epoch, "stopper": state.stopper, "scheduler": state.scheduler,
+                        "best_state": state.best_state, "history": [r.to_json() for r in state.history],
+                        "finished": [_result_summary(r) for r in results], "guard": guard.state_dict()},
             ), folder.file("last.pt"))
 
         result = fit(
@@ -281,7 +341,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
             optimizer=parts.optimizer, label_names=names, epochs=cfg.epochs, batch_size=cfg.batch_size,
             early_stop_metric=cfg.early_stop_metric, early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta,
             threshold_metric=cfg.threshold_metric, lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=seed,
-            progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member,
+            progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member, resume=fit_resume,
         )
         parts.model.load_state_dict(result.best_state)
         members.append(parts.model)

@@ -51,6 +51,13 @@ class CollapseGuard:
         self.streak = {name: (None, 0) for name in self.label_names}  # name -> (kind, epochs)
         self.collapsed: dict[str, str] = {}  # name -> "all-negative" / "all-positive", ever seen
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"streak": {n: [kind, count] for n, (kind, count) in self.streak.items()}, "collapsed": dict(self.collapsed)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.streak = {n: (kind, int(count)) for n, (kind, count) in state["streak"].items()}
+        self.collapsed = dict(state["collapsed"])
+
     def update(self, val_metrics: Mapping[str, Any]) -> list[str]:
         warnings = []
         for name in self.label_names:

@@ -175,6 +175,10 @@ class RunFolder:
         the interrupted run's (``--resume``), then write the marker with status ``running``."""
         self.resumed = resume
         if resume and self.earlier is not None:
+            for name in self.earlier["files"]:  # temporary files of writes a kill cut short
+                if _own_entry(self.path, name) is not None:
+                    for stale in self.path.glob(temp_pattern(name)):
+                        stale.unlink(missing_ok=True)
             self.record = dict(self.earlier)
             self.record.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed=_now(),
                                resumes=int(self.earlier.get("resumes", 0)) + 1)

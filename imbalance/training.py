@@ -7,6 +7,8 @@ Batches are cut from in-memory tensors by index (``x.index_select(0, idx)``), ne
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ __all__ = [
     "evaluate",
     "fit",
     "FitResult",
+    "FitState",
+    "Schedule",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,8 +114,25 @@ class EpochRecord:
                 "score": self.score, "lr": self.lr,
                 "val_pos_pred": {n: self.val["labels"][n]["n_pos_pred"] for n in label_names}}
 
+    def to_json(self) -> str:
+        """The whole record as JSON (kept in last.pt for --resume: plain text loads with weights_only)."""
+        return json.dumps(dataclasses.asdict(self), allow_nan=True, default=_plain)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EpochRecord":
+        return cls(**json.loads(text))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
-LR_SCHEDULERS: Registry[Callable[..., Optional[Callable[[float], None]]]] = Registry("lr scheduler")
+LR_SCHEDULERS: Registry[Callable[..., Optional["Schedule"]]] = Registry("lr scheduler")
 
 
 def _fused(cls: type, params: Any, **kwargs: Any) -> torch.optim.Optimizer:
@@ -143,23 +164,42 @@ def build_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: flo
     return OPTIMIZERS.get(name)(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-# An LR scheduler entry returns a per-epoch ``step(score)`` callable, or None for a constant rate.
+@dataclass
+class Schedule:
+    """A learning-rate scheduler stepped once per epoch, with its state for ``--resume``."""
+
+    scheduler: Any  # a torch.optim.lr_scheduler object
+    uses_score: bool  # stepped with the epoch's early-stopping score (plateau) or without (cosine)
+
+    def step(self, score: float) -> None:
+        if not self.uses_score:
+            self.scheduler.step()
+        elif math.isfinite(score):
+            self.scheduler.step(score)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+# An LR scheduler entry returns a Schedule, or None for a constant rate.
 @LR_SCHEDULERS.register("none")
 def _no_schedule(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str, patience: int) -> None:
     return None
 
 
 @LR_SCHEDULERS.register("cosine")
-def _cosine(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str, patience: int) -> Callable[[float], None]:
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    return lambda score: scheduler.step()
+def _cosine(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str, patience: int) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs)), uses_score=False)
 
 
 @LR_SCHEDULERS.register("plateau")
-def _plateau(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str, patience: int) -> Callable[[float], None]:
+def _plateau(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str, patience: int) -> Schedule:
     # Halve the rate well before early stopping would give up.
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=max(1, patience // 3))
-    return lambda score: scheduler.step(score) if math.isfinite(score) else None
+    return Schedule(scheduler, uses_score=True)
 
 
 def _progress(iterable: Any, *, total: int, enabled: bool, desc: str) -> Any:
@@ -299,7 +339,20 @@ class FitResult:
     stopped_early: bool = False
 
 
-EpochCallback = Callable[[EpochRecord, np.ndarray], None]
+@dataclass
+class FitState:
+    """Where :func:`fit` stands after an epoch: with the model's and optimiser's own state, what
+    ``--resume`` needs to go on from the next epoch exactly as if never stopped (dropout and
+    batch order are seeded per epoch, so they need no saved random state)."""
+
+    epoch: int  # the last completed epoch
+    stopper: dict[str, Any]  # EarlyStopping.state_dict()
+    scheduler: Optional[dict[str, Any]]  # Schedule.state_dict(), None for a constant rate
+    best_state: dict[str, torch.Tensor]  # the weights of the best epoch so far
+    history: list[EpochRecord]
+
+
+EpochCallback = Callable[[EpochRecord, np.ndarray, FitState], None]
 
 
 def fit(
@@ -325,25 +378,37 @@ def fit(
     dist: Optional[DistContext] = None,
     amp: bool = False,
     member: int = 0,
+    resume: Optional[FitState] = None,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
     Each epoch's :class:`EpochRecord` is passed to ``on_epoch_end`` with the validation
-    probabilities; ``record.improved`` tells whether it is the new best. Under ``torchrun``
-    (``dist``), ``model`` is the DistributedDataParallel wrapper, each process trains on its
-    shard of every epoch, and ``on_epoch_end`` runs on rank 0 only.
+    probabilities and the :class:`FitState` after it; ``record.improved`` tells whether it is
+    the new best. Under ``torchrun`` (``dist``), ``model`` is the DistributedDataParallel
+    wrapper, each process trains on its shard of every epoch, and ``on_epoch_end`` runs on rank
+    0 only. ``resume`` (with the model and optimiser already loaded from the same moment) goes
+    on after ``resume.epoch``.
     """
     dist = dist or DistContext()
     module = getattr(model, "module", model)  # the bare model inside a DDP wrapper
     watch = EARLY_STOP_METRICS.get(early_stop_metric)
     stopper = EarlyStopping(mode=watch.mode, patience=early_stop_patience, min_delta=min_delta)
-    step_schedule = LR_SCHEDULERS.get(lr_scheduler)(optimizer, epochs=epochs, mode=watch.mode, patience=early_stop_patience)
+    schedule = LR_SCHEDULERS.get(lr_scheduler)(optimizer, epochs=epochs, mode=watch.mode, patience=early_stop_patience)
     x_train, y_train = train
     x_val, y_val = val
     best_state = copy.deepcopy(module.state_dict())
-    history = []
-    stopped_early = False
-    for epoch in range(1, epochs + 1):
+    history: list[EpochRecord] = []
+    first_epoch = 1
+    if resume is not None:
+        stopper.load_state_dict(resume.stopper)
+        if schedule is not None and resume.scheduler is not None:
+            schedule.load_state_dict(resume.scheduler)
+        best_state = {k: v.clone() for k, v in resume.best_state.items()}
+        history = list(resume.history)
+        first_epoch = resume.epoch + 1
+    stopped_early = stopper.should_stop  # a resumed run may have stopped already
+    last_epoch = first_epoch - 1 if stopped_early else epochs
+    for epoch in range(first_epoch, last_epoch + 1):
         # Seeding per epoch makes dropout reproducible epoch by epoch, also across a resume.
         torch.manual_seed(seed * 100_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
@@ -372,10 +437,12 @@ def fit(
         if record.improved:
             best_state = copy.deepcopy(module.state_dict())
         history.append(record)
+        if schedule is not None:
+            schedule.step(score)
         if on_epoch_end is not None and dist.is_main:
-            on_epoch_end(record, val_prob)
-        if step_schedule is not None:
-            step_schedule(score)
+            on_epoch_end(record, val_prob, FitState(
+                epoch=epoch, stopper=stopper.state_dict(), scheduler=None if schedule is None else schedule.state_dict(),
+                best_state=best_state, history=history))
         if stopper.should_stop:
             stopped_early = True
             logger.info(

@@ -123,9 +123,13 @@ def test_last_checkpoint_with_optimizer_state_loads_with_weights_only(tmp_path):
     spec = _inputs(pre)
     model(torch.zeros(2, spec.n_numeric + spec.n_flags), torch.zeros(2, len(spec.cardinalities), dtype=torch.int64)).sum().backward()
     optimizer.step()
-    ckpt = _checkpoint(pre, model, optimizer_state=optimizer.state_dict(), early_stopping_state={"best_epoch": 2, "best_score": 0.5})
+    resume = {"member": 0, "epoch": 3, "stopper": {"best_score": 0.5, "best_epoch": 2, "bad_epochs": 1, "best_tiebreak": -math.inf},
+              "best_state": model.state_dict(), "history": ['{"epoch": 1}'], "finished": [], "guard": {"streak": {}, "collapsed": {}}}
+    ckpt = _checkpoint(pre, model, optimizer_state=optimizer.state_dict(), resume=resume, complete=False)
     loaded = torch.load(save_checkpoint(ckpt, tmp_path / "last.pt"), weights_only=True)
-    assert loaded["early_stopping"] == {"best_epoch": 2, "best_score": 0.5}
+    assert loaded["resume"]["stopper"]["best_epoch"] == 2 and loaded["resume"]["history"] == ['{"epoch": 1}']
+    assert all(torch.equal(loaded["resume"]["best_state"][k], v) for k, v in model.state_dict().items())
+    assert loaded["complete"] is False
     assert set(loaded["optimizer"]) == {"state", "param_groups"}
 
 

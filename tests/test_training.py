@@ -103,7 +103,7 @@ def _fit(optimizer="adam", lr=3e-3, **overrides):
     )
     settings.update(overrides)
     seen = []
-    result = fit(model, on_epoch_end=lambda record, prob: seen.append((record, prob)), **settings)
+    result = fit(model, on_epoch_end=lambda record, prob, state: seen.append((record, prob)), **settings)
     return model, result, seen, (xv, yv)
 
 
