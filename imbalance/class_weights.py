@@ -61,19 +61,27 @@ def label_counts(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n_pos, y.shape[0] - n_pos
 
 
+def check_both_classes(y: np.ndarray, label_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative counts per label of the training split; a label that lacks either is an error."""
+    n_pos, n_neg = label_counts(y)
+    names = list(label_names) if label_names is not None else [f"label {j}" for j in range(len(n_pos))]
+    for count, kind in ((n_pos, "positive"), (n_neg, "negative")):
+        empty = [names[j] for j in np.flatnonzero(count == 0)]
+        if empty:
+            raise UserError(
+                f"label(s) {', '.join(empty)} have no {kind} rows in the training split; "
+                "check the outcome column(s) or drop them from --target_cols"
+            )
+    return n_pos, n_neg
+
+
 def compute_class_weights(
     y: np.ndarray, method: str, multiplier: float = 1.0, label_names: Sequence[str] | None = None
 ) -> np.ndarray:
-    """Weights (L,) for the training labels ``y`` (n, L); a label without positives is an error."""
+    """Weights (L,) for the training labels ``y`` (n, L); a label without positives or without
+    negatives is an error."""
     fn = CLASS_WEIGHT_METHODS.get(method)
-    n_pos, n_neg = label_counts(y)
-    names = list(label_names) if label_names is not None else [f"label {j}" for j in range(len(n_pos))]
-    empty = [names[j] for j in np.flatnonzero(n_pos == 0)]
-    if empty:
-        raise UserError(
-            f"label(s) {', '.join(empty)} have no positive rows in the training split; "
-            "check the outcome column(s) or drop them from --target_cols"
-        )
+    n_pos, n_neg = check_both_classes(y, label_names)
     if method == "none":
         if multiplier != 1.0:
             logger.warning("--class_weight_multiplier %g is ignored with --class_weight_method none", multiplier)

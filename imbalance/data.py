@@ -354,6 +354,14 @@ def build_table(
         logger.warning("dropped %d of %d rows with a missing outcome (%s)", dropped, len(frame), ", ".join(label_names))
     if not keep.any():
         raise UserError(f"{source}: every row has a missing outcome in {', '.join(label_names)}")
+    for j, name in enumerate(label_names):  # a label with one class only has nothing to learn
+        values = raw[keep, j]
+        if not values.any():
+            raise UserError(f"{source}: outcome column '{name}' has no positive rows (no 1 among {len(values)}); "
+                            "check the column, or leave it out of --target_cols")
+        if values.all():
+            raise UserError(f"{source}: outcome column '{name}' has no negative rows (every one of {len(values)} is 1); "
+                            "check the column, or leave it out of --target_cols")
 
     excluded = set(label_names) | set(drop_cols) | ({id_col} if id_col else set())
     feature_cols = [c for c in columns if c not in excluded]

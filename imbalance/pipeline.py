@@ -35,7 +35,7 @@ from .baselines import baseline_scores
 from .bins import fit_bins
 from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from .files import write_csv, write_json, write_text
-from .class_weights import compute_class_weights
+from .class_weights import check_both_classes, compute_class_weights
 from .config import TrainConfig, split_list
 from .data import Table, load_table
 from .distributed import DistContext
@@ -123,9 +123,11 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False)
     names = table.label_names
     splits = split_indices(table.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                            stratify=cfg.use_stratified_split, seed=cfg.seed, label_names=names)
+    check_both_classes(table.labels[splits["train"]], names)
     pre = TabularPreprocessor(categorical_cols=split_list(cfg.categorical_cols), min_category_count=cfg.min_category_count)
     # Column statistics in threads (numpy releases the GIL): one per process under torchrun.
     pre.fit(table.features, rows=splits["train"], workers=1 if dist.enabled else min(4, _available_cores()))
+    check_input_width(pre, n_train=len(splits["train"]))
     # Train, validation and test rows back to back in one set of blocks; each split is a view.
     encoded = pre.transform(table.features, source=table.source, order=np.concatenate([splits[p] for p in PARTS]))
     bounds = np.cumsum([0] + [len(splits[p]) for p in PARTS])
@@ -148,6 +150,24 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False)
         data.rows["train"], data.labels["train"] = data.augmented.rows, data.augmented.y
     table.release_features()  # from here on the encoded blocks hold the features
     return data
+
+
+MAX_INPUT_COLUMNS = 10_000  # inputs after one-hot encoding: the first layer, and the one-hot baselines' matrix
+
+
+def check_input_width(pre: TabularPreprocessor, *, n_train: int) -> None:
+    """Refuse, before anything is allocated, an encoding whose one-hot width is unreasonable
+    (a free-text or identifier column with tens of thousands of levels)."""
+    widths = dict(zip(pre.categorical_names, pre.cardinalities))
+    width = len(pre.numeric_names) + len(pre.flag_names) + sum(widths.values())
+    if width <= MAX_INPUT_COLUMNS:
+        return
+    widest = sorted(widths, key=widths.get, reverse=True)[:3]
+    gib = n_train * width * 4 / 2**30
+    raise UserError(
+        f"the inputs would be {width} columns wide once categories are one-hot encoded (a {n_train}-row training matrix "
+        f"of {gib:.1f} GiB; limit {MAX_INPUT_COLUMNS}): widest {', '.join(f'{c} ({widths[c]} levels)' for c in widest)}; "
+        "raise --min_category_count, leave such a column out with --drop_cols, or pass an identifier as --id_col")
 
 
 def input_spec(cfg: TrainConfig, data: PreparedData) -> InputSpec:

@@ -2,11 +2,15 @@
 
 Each input column becomes one of three kinds, inferred from the training rows:
 
-- numeric: every present value parses as a number. Missing -> training median; a
-  non-negative column with skewness above 2 is log1p-transformed; then standardised with
-  the training mean and standard deviation.
-- binary: two-level yes/no, true/false, t/f, y/n (or a boolean column) -> 0/1. Missing -> the
-  most frequent value. Not standardised.
+- numeric: at least 95% of the present training values parse as numbers (``NUMERIC_SHARE``).
+  The rest (typos such as ``12,5``, ``>300``, ``80+``) and infinite or overflowing values
+  (``inf``, ``1e400``) count as missing, with a warning naming the column, the count and a few
+  examples; the same holds for validation, test and prediction rows. Missing -> training median;
+  a non-negative column with skewness above 2 is log1p-transformed; then standardised with the
+  training mean and standard deviation.
+- binary: 0/1 numbers (integers, or floats beside missing values), two-level yes/no,
+  true/false, t/f, y/n, or a boolean column -> 0/1. Missing -> the most frequent value. Not
+  log-transformed, not standardised; resampled and generated rows keep them 0/1.
 - categorical: anything else, or listed in ``--categorical_cols``. An integer code per level
   seen at least ``min_category_count`` times in training, then one code for rare and unseen
   levels (``other``) and one for missing values.
@@ -42,6 +46,8 @@ STATE_VERSION = 2  # 2: categorical missing values have their own code (no indic
 # Non-negative numeric columns skewed beyond this (lab values such as TSH, counts) are log1p'd
 # before standardising: a few huge values would otherwise squash everyone else near zero.
 SKEW_LIMIT = 2.0
+# A text column stays numeric when at least this share of its present training values are numbers.
+NUMERIC_SHARE = 0.95
 
 
 def _category_strings(series: pd.Series) -> pd.Series:
@@ -59,6 +65,9 @@ def _as_binary(series: pd.Series) -> pd.Series:
     """yes/no-style values -> 1.0/0.0, unknown tokens -> NaN (float Series)."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):  # 0/1 numbers; anything else (2, inf) is not a flag value
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.Series(np.where((values == 0.0) | (values == 1.0), values, np.nan), index=series.index)
     text = _category_strings(series).str.lower()
     out = pd.Series(np.nan, index=series.index, dtype="float64")
     out[text.isin(TRUE_TOKENS).fillna(False).to_numpy(dtype=bool)] = 1.0
@@ -113,12 +122,44 @@ def _infer_kind(series: pd.Series) -> str:
         return "binary"
     if pd.api.types.is_numeric_dtype(series):
         return "numeric"
-    if len(present) and _numeric(present).notna().all():
+    if len(present) and _numeric(present).notna().mean() >= NUMERIC_SHARE:
         return "numeric"
     levels = set(_category_strings(present).str.lower().unique())
-    if levels and levels <= (TRUE_TOKENS | FALSE_TOKENS) and len(levels) <= 2 and not levels <= {"0", "1", "0.0", "1.0"}:
+    if levels and levels <= (TRUE_TOKENS | FALSE_TOKENS) and len(levels) <= 2:
         return "binary"
     return "categorical"
+
+
+def _is_zero_one(values: np.ndarray) -> bool:
+    """Every present value is 0 or 1 (a numeric column that is really a flag)."""
+    present = values[~np.isnan(values)]
+    return present.size > 0 and bool(np.all((present == 0.0) | (present == 1.0)))
+
+
+def _examples(series: pd.Series, mask: np.ndarray, limit: int = 3) -> str:
+    shown = pd.unique(series[mask].astype(str))
+    return ", ".join(repr(v) for v in shown[:limit]) + (", ..." if len(shown) > limit else "")
+
+
+def _numbers(series: pd.Series, name: str, source: Optional[str]) -> np.ndarray:
+    """A numeric column's values as float64, with what is not a finite number (text that does not
+    parse, inf, -inf, overflow) as NaN, and one warning per kind naming the column and the count
+    (none when ``source`` is None: fitting, whose rows are encoded, and warned about, next)."""
+    if _plain_numeric(series):  # numpy only: the hot path on large tables
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        values = _numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
+        unparsed = np.isnan(values) & ~series.isna().to_numpy()
+        if unparsed.any() and source is not None:
+            logger.warning("%s: %d value(s) of '%s' are not numbers and are treated as missing (e.g. %s)",
+                           source, int(unparsed.sum()), name, _examples(series, unparsed))
+    infinite = np.isinf(values)
+    if infinite.any():
+        if source is not None:
+            logger.warning("%s: %d value(s) of '%s' are infinite or too large for a number (e.g. %s) and are treated as missing",
+                           source, int(infinite.sum()), name, _examples(series, infinite))
+        values = np.where(infinite, np.nan, values)
+    return values
 
 
 @dataclass
@@ -228,10 +269,21 @@ class TabularPreprocessor:
             kind = "numeric"
         else:
             kind = _infer_kind(series)
+        values = None
+        if kind == "numeric":
+            values = _numbers(series, name, None)
+            n_missing = int(np.isnan(values).sum())
+            if n_missing == len(values):
+                logger.warning("feature '%s' has no finite number in the training split and is left out", name)
+                return None
+            if _is_zero_one(values):
+                kind = "binary"
         # A categorical column's missing values get their own code instead of an indicator.
         spec: dict[str, Any] = {"name": name, "kind": kind, "indicator": n_missing > 0 and kind != "categorical"}
         if kind == "numeric":
-            spec.update(_numeric_stats(_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)))
+            spec.update(_numeric_stats(values))
+        elif kind == "binary" and values is not None:  # 0/1 numbers: missing -> the more frequent value
+            spec.update(fill=float(np.nanmean(values) > 0.5))
         elif kind == "binary":
             values = _as_binary(series)
             spec.update(fill=float(values.mode().iloc[0]))
@@ -360,13 +412,8 @@ class TabularPreprocessor:
                 col_cat += 1
                 continue
             if spec["kind"] == "numeric":
-                if _plain_numeric(series):  # numpy only: the hot path on large tables
-                    filled = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                else:
-                    values = _numeric(series)
-                    _warn_unparsed(values, series.isna().to_numpy(), spec["name"], "numbers", source)
-                    filled = values.to_numpy(dtype=np.float64, na_value=np.nan)
-                was_missing = np.isnan(filled)  # unparsable values count as missing
+                filled = _numbers(series, spec["name"], source)
+                was_missing = np.isnan(filled)  # unparsable and infinite values count as missing
                 if was_missing.any():
                     filled = np.where(was_missing, spec["median"], filled)  # never in place: may view the frame
                 if spec["log"]:
@@ -375,7 +422,10 @@ class TabularPreprocessor:
                 col_num += 1
             else:  # binary
                 values = _as_binary(series)
-                _warn_unparsed(values, series.isna().to_numpy(), spec["name"], "yes/no values", source)
+                unparsed = values.isna().to_numpy() & ~series.isna().to_numpy()
+                if unparsed.any():
+                    logger.warning("%s: %d value(s) of '%s' are not 0/1 or yes/no values and are treated as missing (e.g. %s)",
+                                   source, int(unparsed.sum()), spec["name"], _examples(series, unparsed))
                 was_missing = values.isna().to_numpy()
                 num[:, col_flag] = values.fillna(spec["fill"]).to_numpy()
                 col_flag += 1
@@ -431,8 +481,3 @@ def _code_names(spec: dict[str, Any]) -> list[str]:
     """Names of a categorical column's codes: its levels, ``other``, ``missing``."""
     return [str(level) for level in spec["levels"]] + [OTHER_LEVEL, MISSING_LEVEL]
 
-
-def _warn_unparsed(values: pd.Series, was_missing: np.ndarray, name: str, what: str, source: str) -> None:
-    unparsed = int((values.isna().to_numpy() & ~was_missing).sum())
-    if unparsed:
-        logger.warning("%s: %d value(s) of '%s' are not %s and are treated as missing", source, unparsed, name, what)
