@@ -96,6 +96,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         ckpt = torch.load(path, map_location=map_location, weights_only=True)  # plain data only, no pickled objects
     except pickle.UnpicklingError:
         # torch's own message advises loading with weights_only=False, which would run the file's code.
+        if not _is_zip(path):  # torch.save writes a zip archive; anything else is not ours
+            raise UserError(f"{path}: not a readable checkpoint (not a file written by torch.save); "
+                            "use a checkpoint written by train_classifier.py") from None
         raise UserError(f"{path}: refused: the file holds pickled Python objects, not only tensors and plain data, "
                         "and loading it could run code; use a checkpoint written by train_classifier.py") from None
     except Exception as exc:  # torch raises several types for foreign or corrupt files
@@ -116,6 +119,11 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                         "and the default 0.5 thresholds, not tuned ones; finish the run (train_classifier.py --resume RUN_DIR) "
                         "or pass --allow_incomplete")
     return ckpt
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
 
 
 def check_fields(ckpt: Mapping[str, Any], path: str | Path) -> None:

@@ -336,10 +336,12 @@ def build_table(
     target_cols: Sequence[str] = (),
     id_col: Optional[str] = None,
     drop_cols: Sequence[str] = (),
+    categorical_cols: Sequence[str] = (),
 ) -> Table:
     """Separate outcomes, id and features; drop rows with a missing outcome (with a warning)."""
     columns = list(frame.columns)
-    for flag, names in (("--id_col", [id_col] if id_col else []), ("--drop_cols", list(drop_cols))):
+    for flag, names in (("--id_col", [id_col] if id_col else []), ("--drop_cols", list(drop_cols)),
+                        ("--categorical_cols", list(categorical_cols))):
         missing = [c for c in names if c not in columns]
         if missing:
             raise UserError(f"{source}: {flag} names column(s) {', '.join(missing)} not in the file: {_list_columns(columns)}")
@@ -349,11 +351,11 @@ def build_table(
 
     raw = np.column_stack([parse_outcome(frame[c], c, source) for c in label_names])
     keep = ~np.isnan(raw).any(axis=1)
+    if not keep.any():
+        raise UserError(f"{source}: every row has a missing outcome in {', '.join(label_names)}")
     dropped = int((~keep).sum())
     if dropped:
         logger.warning("dropped %d of %d rows with a missing outcome (%s)", dropped, len(frame), ", ".join(label_names))
-    if not keep.any():
-        raise UserError(f"{source}: every row has a missing outcome in {', '.join(label_names)}")
     for j, name in enumerate(label_names):  # a label with one class only has nothing to learn
         values = raw[keep, j]
         if not values.any():
@@ -404,4 +406,5 @@ def load_table(
     else:
         frame = read_table(csv_path, exact_cols=[*([id_col] if id_col else []), *exact_cols], progress=progress)
         source = str(csv_path)
-    return build_table(frame, source=source, target_cols=target_cols, id_col=id_col, drop_cols=drop_cols)
+    return build_table(frame, source=source, target_cols=target_cols, id_col=id_col, drop_cols=drop_cols,
+                       categorical_cols=exact_cols)

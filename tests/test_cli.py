@@ -63,8 +63,9 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     code = _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--id_col", "patient_id", "--output_dir", out,
                   "--use_stratified_split", "--use_weighted_sampling", "--optimize_thresholds", *FAST)
     assert code == 0
-    for name in ("config.json", "best.pt", "last.pt", "metrics.json", "report.md", "test_predictions.csv"):
+    for name in ("run.json", "config.json", "best.pt", "last.pt", "metrics.json", "report.md", "test_predictions.csv"):
         assert (out / name).is_file(), name
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     ckpt = torch.load(out / "best.pt", weights_only=True)
@@ -72,7 +73,7 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     assert ckpt["threshold_source"].startswith("tuned") and ckpt["thresholds"][0] != 0.5
     assert ckpt["preprocessing"]["columns"] and ckpt["model_name"] == "mlp"
     last = torch.load(out / "last.pt", weights_only=True)
-    assert "optimizer" in last and last["epoch"] == 3
+    assert "optimizer" in last and last["epoch"] == 3 and "resume" in last and not last["complete"] and ckpt["complete"]
 
     report = json.loads((out / "metrics.json").read_text())
     assert report["split"] == "test"
@@ -91,6 +92,20 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     np.testing.assert_allclose(got["diabetes_prob"], expected["diabetes_prob"], atol=1e-6)
     assert (got["diabetes_pred"].to_numpy() == expected["diabetes_pred"].to_numpy()).all()
     assert got["diabetes_pred"].sum() > 0
+
+    # inf and overflow in new rows are scored like missing values, never as an empty probability
+    odd = rows.drop(columns=["diabetes"]).iloc[:3].copy()
+    odd["bmi"] = odd["bmi"].astype(object)
+    odd.iloc[0, odd.columns.get_loc("bmi")] = "inf"
+    odd.iloc[1, odd.columns.get_loc("bmi")] = "1e400"
+    odd.iloc[2, odd.columns.get_loc("bmi")] = np.nan
+    odd["age"] = odd["age"].iloc[2]  # otherwise identical rows
+    odd[[c for c in odd.columns if c not in ("bmi", "age", "patient_id")]] = odd.iloc[[2] * 3][
+        [c for c in odd.columns if c not in ("bmi", "age", "patient_id")]].to_numpy()
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "odd.csv"), "--output", str(tmp_path / "odd_pred.csv")]) == 0
+    scored = pd.read_csv(tmp_path / "odd_pred.csv")
+    assert scored["diabetes_prob"].notna().all() and scored["diabetes_prob"].nunique() == 1
 
 
 def test_multilabel_demo_run_without_csv(tmp_path):
@@ -138,6 +153,22 @@ def test_config_is_written_before_training_starts(tmp_path, binary_csv, monkeypa
         _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--output_dir", out, "--lr", "0.02", *FAST)
     written = json.loads((out / "config.json").read_text())
     assert written["lr"] == 0.02 and written["target_cols"] == "diabetes" and written["epochs"] == 3
+    marker = json.loads((out / "run.json").read_text())
+    assert marker["status"] == "failed" and "stop before training" in marker["error"]
+
+
+def test_overwrite_replaces_the_whole_earlier_run_and_nothing_else(tmp_path, binary_csv):
+    out = tmp_path / "run"
+    base = ["--csv_path", binary_csv, "--target_cols", "diabetes", "--id_col", "patient_id", "--output_dir", out, *FAST]
+    assert _train(*base) == 0 and (out / "test_predictions.csv").exists()
+    (out / "my_notes.md").write_text("kept")
+    assert _train(*base) == 2  # a finished run is not replaced without asking
+    assert _train(*base, "--overwrite", "--test_fraction", "0") == 0
+    assert not (out / "test_predictions.csv").exists()  # nothing of the earlier run is left to mix up
+    assert (out / "my_notes.md").read_text() == "kept"
+    marker = json.loads((out / "run.json").read_text())
+    assert marker["status"] == "complete" and "test_predictions.csv" not in marker["files"]
+    assert json.loads((out / "metrics.json").read_text())["split"] == "val"
 
 
 # -- bad input: one clear line, exit code 2, nothing written -----------------------------------------

@@ -462,3 +462,75 @@ def test_fit_with_worker_threads_gives_the_same_state(caplog):
         threaded = TabularPreprocessor(categorical_cols=["code"], min_category_count=MIN_COUNT).fit(frame, rows=rows, workers=3)
     assert threaded.state_dict() == one.state_dict()
     assert "'empty' is empty" in caplog.text
+
+
+# -- values a careless export produces ------------------------------------------------------------
+
+
+def _typo_frame(n_typos: int, n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    age = rng.normal(60, 10, n).round(1).astype(object)
+    age[:n_typos] = ["12,5", ">300", "80+", "n/a?"][:n_typos] * (n_typos // 4) + ["12,5", ">300", "80+", "n/a?"][: n_typos % 4]
+    return pd.DataFrame({"age": age})
+
+
+def test_a_column_of_nearly_all_numbers_stays_numeric_and_its_typos_become_missing(caplog):
+    frame = _typo_frame(4)  # 2% typos
+    pre = TabularPreprocessor().fit(frame)
+    assert pre.numeric_names == ["age"] and pre.flag_names == ["age__missing"] and not pre.categorical_names
+    with caplog.at_level(logging.WARNING, logger="imbalance"):
+        rows = pre.transform(frame, source="cohort.csv")
+    assert rows.num[:4, 1].tolist() == [1, 1, 1, 1] and not rows.num[4:, 1].any()
+    message = next(r.getMessage() for r in caplog.records if "age" in r.getMessage())
+    assert "cohort.csv: 4 value(s) of 'age' are not numbers" in message and "'12,5'" in message and "'>300'" in message
+
+
+def test_a_column_with_more_than_five_percent_text_is_categorical():
+    pre = TabularPreprocessor(min_category_count=1).fit(_typo_frame(20))  # 10% text
+    assert pre.categorical_names == ["age"]
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", "1e400", "-1e999"])
+def test_infinite_and_overflowing_values_are_missing_in_training_and_prediction_alike(caplog, bad):
+    values = [str(v) for v in np.linspace(1.0, 50.0, 40)]
+    train = pd.DataFrame({"x": [*values, bad]})
+    pre = TabularPreprocessor().fit(train)
+    assert pre.numeric_names == ["x"] and "x__missing" in pre.flag_names  # the bad value counted as missing
+    clean = TabularPreprocessor().fit(pd.DataFrame({"x": values}))
+    assert pre.state_dict()["columns"][0]["median"] == clean.state_dict()["columns"][0]["median"]
+    with caplog.at_level(logging.WARNING, logger="imbalance"):
+        as_text = pre.transform(pd.DataFrame({"x": [bad, "2.0"]}), source="new.csv")
+        as_float = pre.transform(pd.DataFrame({"x": [float(bad), 2.0]}), source="new.csv")  # a parsed float column
+    np.testing.assert_array_equal(as_text.num, as_float.num)
+    assert np.isfinite(as_text.num).all() and as_text.num[:, 1].tolist() == [1.0, 0.0]
+    missing_row = pre.transform(pd.DataFrame({"x": [np.nan]}))
+    np.testing.assert_array_equal(as_text.num[0], missing_row.num[0])  # exactly like a missing value
+    assert sum("infinite or too large" in r.getMessage() and "'x'" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_zero_one_number_columns_are_binary_flags_not_scaled_numbers():
+    frame = pd.DataFrame({"htn": [0, 1, 0, 0, 1] * 20, "smoker": [0.0, 1.0, np.nan, 0.0, 0.0] * 20,
+                          "count": [0, 1, 2, 0, 1] * 20})
+    pre = TabularPreprocessor().fit(frame)
+    assert pre.numeric_names == ["count"]
+    assert pre.flag_names == ["htn", "smoker", "smoker__missing"]
+    rows = pre.transform(frame)
+    np.testing.assert_array_equal(rows.num[:5, 1], [0, 1, 0, 0, 1])  # raw 0/1: no log, no scaling
+    np.testing.assert_array_equal(rows.num[:5, 2:], [[0, 0], [1, 0], [0, 1], [0, 0], [0, 0]])  # missing -> the common 0
+
+
+def test_resampled_and_generated_rows_keep_zero_one_columns_zero_one():
+    from imbalance.augmentation import augment_training_split
+
+    rng = np.random.default_rng(1)
+    n = 400
+    frame = pd.DataFrame({"age": rng.normal(60, 10, n), "htn": rng.integers(0, 2, n), "bmi": rng.normal(27, 4, n)})
+    y = (rng.random((n, 1)) < 0.1).astype(np.uint8)
+    pre = TabularPreprocessor().fit(frame)
+    assert pre.flag_names == ["htn"]
+    real = pre.transform(frame)
+    for how in ({"resample_method": "smotenc", "resample_ratio": 1.0}, {"generator": "gaussian_copula"}):
+        out = augment_training_split(pre, real, frame, y, label_names=["y"], seed=0, **how)
+        added = out.rows.num[out.synthetic]
+        assert len(added) > 0 and set(np.unique(added[:, pre.flag_names.index("htn") + len(pre.numeric_names)])) <= {0.0, 1.0}
+        assert set(np.unique(pre.decode(out.rows.take(np.flatnonzero(out.synthetic)))["htn"])) <= {0, 1}
