@@ -1,8 +1,6 @@
-"""The all-negatives guard, the label table, atomic JSON and the Markdown report (imbalance/reporting.py)."""
+"""The all-negatives guard, the label table and the Markdown report (imbalance/reporting.py)."""
 
-import json
 import logging
-import math
 
 import numpy as np
 import pytest

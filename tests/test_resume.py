@@ -170,15 +170,16 @@ def whole_run(tmp_path_factory) -> Path:
     return out
 
 
-def test_sigterm_is_handled_like_ctrl_c_and_resume_equals_the_uninterrupted_run(tmp_path, whole_run):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_stops_the_run_cleanly_and_resume_equals_the_uninterrupted_run(tmp_path, whole_run, signum, code, word):
     out = tmp_path / "run"
     process = _start(out)
     _wait_for_epoch(out, 2, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 143
+    assert process.returncode == code
     assert [line for line in err.splitlines() if line.strip()] == [
-        "train_classifier.py: terminated; last.pt holds the last completed epoch: continue with --resume RUN_DIR"]
+        f"train_classifier.py: {word}; last.pt holds the last completed epoch: continue with --resume RUN_DIR"]
     assert _status(out) == "interrupted"
     assert load_checkpoint(out / "last.pt", allow_incomplete=True)["epoch"] >= 2
     _resume(out)
