@@ -36,7 +36,7 @@ from imbalance.pipeline import (
     RunCheckpoints, fit_members, input_spec, predict_parts, prepare_data, resolve_device, score_models, tune_thresholds,
     write_outputs,
 )
-from imbalance.reporting import CollapseGuard, EpochLogger, compare_reports, format_comparison_markdown, format_label_table
+from imbalance.reporting import CollapseGuard, EpochLogger, Levers, compare_reports, format_comparison_markdown, format_label_table
 from imbalance.run_folder import RunFolder
 from imbalance.synthetic_quality import gate_failures, report_markdown
 
@@ -149,7 +149,7 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
     epoch_log = EpochLogger(folder.file("tensorboard") if cfg.tensorboard and folder is not None else None, data.label_names,
                             quiet=cfg.quiet)
     check_synthetic_rows(cfg, data, folder, epoch_log)
-    guard = CollapseGuard(data.label_names, patience=cfg.collapse_patience, optimize_thresholds=cfg.optimize_thresholds)
+    guard = CollapseGuard(data.label_names, patience=cfg.collapse_patience, levers=Levers.of(cfg))
     checkpoints = RunCheckpoints(cfg=cfg, data=data, inputs=inputs)
     trained = fit_members(cfg, data, inputs, device=device, dist=dist, folder=folder, epoch_log=epoch_log, guard=guard,
                           checkpoints=checkpoints, progress=show_progress)

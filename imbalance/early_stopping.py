@@ -1,18 +1,20 @@
 """Early stopping on a validation metric, and the registry of metrics it can watch.
 
-Thresholded metrics (F1, recall, precision) come in two variants:
+Thresholded metrics (F1, recall, precision) are measured at the thresholds that will be used:
 
-- ``macro_f1``, ``macro_recall``, ``macro_precision``: at the fixed threshold 0.5;
-- ``macro_f1_tuned``, ``macro_recall_tuned``, ``macro_precision_tuned``: at thresholds re-tuned
-  on the validation split every epoch (for ``--threshold_metric``). At 1-5% prevalence a few rows
-  crossing 0.5 swing the fixed-threshold values from epoch to epoch; the tuned ones follow how
-  well the model ranks, and pick a steadier best epoch. They are optimistic as absolute numbers
-  (tuned and scored on the same rows); the final report scores the test split instead.
+- ``macro_f1``, ``macro_recall``, ``macro_precision``: with ``--optimize_thresholds``, at the
+  thresholds tuned (for ``--threshold_metric``) on that epoch's validation predictions, as the
+  final model's thresholds will be; without it, at 0.5. At 1-5% prevalence a few rows crossing
+  0.5 swing the fixed-threshold values from epoch to epoch, and under heavy weighting every row
+  can sit above 0.5 for the whole run; the tuned values follow how well the model ranks. They
+  are optimistic as absolute numbers (tuned and scored on the same rows); the final report
+  scores the test split instead.
+- ``macro_f1_at_0.5``, ``macro_recall_at_0.5``, ``macro_precision_at_0.5``: always at 0.5.
 
-Thresholded metrics tie exactly for many epochs at low prevalence: under heavy weighting every
-row can sit above 0.5 (recall 1, F1 = 2p/(1+p)), or below it (0). An exact tie is broken by the
-validation macro AUPRC, so the kept epoch keeps improving in ranking during such a plateau
-instead of freezing at the first epoch of it; such a tie-break counts as an improvement.
+Thresholded metrics tie exactly for many epochs at low prevalence (every row above 0.5: recall
+1, F1 = 2p/(1+p); or below it: 0). An exact tie is broken by the validation macro AUPRC, so the
+kept epoch keeps improving in ranking during such a plateau instead of freezing at its first
+epoch; such a tie-break counts as an improvement, and the epoch's line says so.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ __all__ = ["EARLY_STOP_METRICS", "StopMetric", "EarlyStopping"]
 @dataclass(frozen=True)
 class StopMetric:
     mode: str  # "max" or "min"
-    read: Callable[[Any], float]  # epoch record (training.EpochRecord) -> value
+    value: Callable[[Any, bool], float]  # (epoch record (training.EpochRecord), thresholds tuned?) -> value
     tiebreak: Optional[Callable[[Any], float]] = None  # maximised on exact ties
+    thresholded: bool = False  # measured at decision thresholds (0.5, or tuned ones)
+
+    def read(self, record: Any, tuned: bool = False) -> float:
+        return self.value(record, tuned)
+
+    def describe(self, name: str, tuned: bool) -> str:
+        """How the epoch line names it: 'macro_f1 (tuned thresholds)', 'macro_f1 (at 0.5)', 'macro_auprc'."""
+        if not self.thresholded:
+            return name
+        return f"{name} ({'tuned thresholds' if tuned and not name.endswith('_at_0.5') else 'at 0.5'})"
 
 
 def _val_auprc(record: Any) -> float:
@@ -39,15 +51,14 @@ def _val_auprc(record: Any) -> float:
 
 EARLY_STOP_METRICS: Registry[StopMetric] = Registry("early stop metric")
 
-for _name, _key in (("f1", "f1"), ("recall", "recall"), ("precision", "precision"), ("auprc", "auprc"), ("auroc", "auroc")):
-    EARLY_STOP_METRICS.register(f"macro_{_name}")(
-        StopMetric("max", lambda r, k=_key: r.val["macro"][k], None if _key in ("auprc", "auroc") else _val_auprc)
-    )
-for _name in ("f1", "recall", "precision"):
-    EARLY_STOP_METRICS.register(f"macro_{_name}_tuned")(
-        StopMetric("max", lambda r, k=_name: r.val_tuned["macro"][k], _val_auprc)
-    )
-EARLY_STOP_METRICS.register("val_loss")(StopMetric("min", lambda r: r.val_loss))
+for _key in ("f1", "recall", "precision"):
+    EARLY_STOP_METRICS.register(f"macro_{_key}")(StopMetric(
+        "max", lambda r, tuned, k=_key: (r.val_tuned if tuned else r.val)["macro"][k], _val_auprc, thresholded=True))
+    EARLY_STOP_METRICS.register(f"macro_{_key}_at_0.5")(StopMetric(
+        "max", lambda r, tuned, k=_key: r.val["macro"][k], _val_auprc, thresholded=True))
+for _key in ("auprc", "auroc"):
+    EARLY_STOP_METRICS.register(f"macro_{_key}")(StopMetric("max", lambda r, tuned, k=_key: r.val["macro"][k]))
+EARLY_STOP_METRICS.register("val_loss")(StopMetric("min", lambda r, tuned: r.val_loss))
 
 
 class EarlyStopping:
@@ -65,6 +76,7 @@ class EarlyStopping:
         self.best_epoch = -1
         self.best_tiebreak = -math.inf
         self.bad_epochs = 0
+        self.last_tie: Optional[tuple[int, float, float]] = None  # (tied best epoch, this tie-break, its tie-break)
 
     def step(self, score: float, epoch: int, tiebreak: float = math.nan) -> bool:
         """Record an epoch's score; True when it is the new best."""
@@ -77,8 +89,11 @@ class EarlyStopping:
             improved = score > self.best_score + self.min_delta
         else:
             improved = score < self.best_score - self.min_delta
-        if not improved and score == self.best_score and tiebreak > self.best_tiebreak:
-            improved = True
+        # An exact tie with the best epoch: the tie-break decides, and says how (shown per epoch).
+        self.last_tie = None
+        if not improved and score == self.best_score and self.best_epoch >= 0:
+            self.last_tie = (self.best_epoch, tiebreak, self.best_tiebreak)
+            improved = tiebreak > self.best_tiebreak
         if improved:
             self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
             self.best_tiebreak = tiebreak if not math.isnan(tiebreak) else -math.inf

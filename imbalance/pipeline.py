@@ -342,7 +342,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
 
         def on_epoch_end(record: EpochRecord, val_prob: np.ndarray, state: FitState, parts: Components = parts) -> None:
             epoch_log.log_epoch(record)
-            guard.update(record.val)
+            guard.update(record)
             if folder is None:
                 return
             finished = [r.best_state for r in results]
@@ -362,6 +362,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
             early_stop_metric=cfg.early_stop_metric, early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta,
             threshold_metric=cfg.threshold_metric, lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=seed,
             progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member, resume=fit_resume,
+            tuned_thresholds=cfg.optimize_thresholds,
         )
         parts.model.load_state_dict(result.best_state)
         members.append(parts.model)

@@ -5,78 +5,112 @@ Metrics are computed once (in ``training.evaluate``); this module only formats a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 __all__ = [
-    "CollapseGuard", "EpochLogger", "format_label_table", "format_report_markdown",
+    "CollapseGuard", "Levers", "EpochLogger", "format_label_table", "format_report_markdown",
     "compare_reports", "format_comparison_markdown",
 ]
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_ADVICE = (
-    "raise --class_weight_multiplier (e.g. x2), switch to --use_weighted_sampling --weight_method per_class, "
-    "try --loss_type weighted_bce --class_weight_method very_aggressive, or lower --lr"
-)
-POSITIVE_ADVICE = (
-    "lower --class_weight_multiplier, use --weight_method balanced (or drop --use_weighted_sampling), "
-    "or use --class_weight_method balanced"
-)
-# With tuned thresholds an all-positive model at 0.5 may still rank well; then the cut-off, not
-# the model, is what is off, and a metric at 0.5 is a poor guide for early stopping.
-TUNED_POSITIVE_ADVICE = (
-    "expected under heavy weighting: --optimize_thresholds will move the cut-off after training; "
-    "a metric at 0.5 cannot see progress now, so prefer --early_stop_metric macro_f1_tuned (or macro_auprc); "
-    "if the tuned F1 stays low, " + POSITIVE_ADVICE
-)
+@dataclass(frozen=True)
+class Levers:
+    """The run's imbalance settings that decide what to advise when a label collapses."""
+
+    optimize_thresholds: bool = False
+    use_weighted_sampling: bool = False
+    weight_method: str = "balanced"
+    loss_type: str = "bce"
+    class_weight_method: str = "none"
+    class_weight_multiplier: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: Any) -> "Levers":
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+    def advice(self, kind: str) -> str:
+        """The next one or two flags to try, among those the run does not use yet."""
+        steps: list[str] = []
+        if kind == "all-negative":
+            if not self.optimize_thresholds:
+                steps.append("--optimize_thresholds (each label's cut-off tuned on validation)")
+            if self.loss_type == "bce":
+                steps.append("--loss_type weighted_bce --class_weight_method balanced")
+            elif self.class_weight_method == "none":
+                steps.append("--class_weight_method balanced")
+            if not self.use_weighted_sampling:
+                steps.append("--use_weighted_sampling --weight_method balanced")
+            elif self.weight_method != "per_class":
+                steps.append("--weight_method per_class")
+            steps.append(f"a larger --class_weight_multiplier (now {self.class_weight_multiplier:g})")
+        else:
+            if not self.optimize_thresholds:
+                steps.append("--optimize_thresholds (the cut-off, not the model, may be what is off)")
+            corrections = self.use_weighted_sampling + (self.loss_type != "bce" and self.class_weight_method != "none")
+            if corrections == 2:
+                steps.append("one correction instead of two: drop --use_weighted_sampling or set --class_weight_method none")
+            if self.class_weight_multiplier > 1:
+                steps.append(f"a smaller --class_weight_multiplier (now {self.class_weight_multiplier:g})")
+            if self.use_weighted_sampling and self.weight_method != "balanced":
+                steps.append("--weight_method balanced")
+            steps.append("a lower --lr")
+        return "; or ".join(steps[:2])
 
 
 class CollapseGuard:
-    """Warns when a label gets no positive (or only positive) predictions on validation for
-    ``patience`` epochs in a row, naming the label and the flags to try next.
+    """Watches for labels that get no positive (or only positive) validation predictions, at the
+    thresholds the run will use (tuned ones with ``--optimize_thresholds``, else 0.5), for
+    ``patience`` epochs in a row. It says so once per run, in one short line naming the labels
+    and the next levers to try among those the run does not use yet; every collapsed label is
+    also in metrics.json and the final summary."""
 
-    ``optimize_thresholds`` says whether the run tunes its cut-offs, which changes the advice
-    for a label predicted positive everywhere."""
-
-    def __init__(self, label_names: Sequence[str], *, patience: int = 3, optimize_thresholds: bool = False) -> None:
+    def __init__(self, label_names: Sequence[str], *, patience: int = 3, levers: Optional[Levers] = None) -> None:
         self.label_names = list(label_names)
         self.patience = max(1, int(patience))
-        self.positive_advice = TUNED_POSITIVE_ADVICE if optimize_thresholds else (
-            POSITIVE_ADVICE + ", or pass --optimize_thresholds to move the cut-off")
+        self.levers = levers or Levers()
         self.streak = {name: (None, 0) for name in self.label_names}  # name -> (kind, epochs)
         self.collapsed: dict[str, str] = {}  # name -> "all-negative" / "all-positive", ever seen
+        self.warned = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"streak": {n: [kind, count] for n, (kind, count) in self.streak.items()}, "collapsed": dict(self.collapsed)}
+        return {"streak": {n: [kind, count] for n, (kind, count) in self.streak.items()}, "collapsed": dict(self.collapsed),
+                "warned": self.warned}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.streak = {n: (kind, int(count)) for n, (kind, count) in state["streak"].items()}
         self.collapsed = dict(state["collapsed"])
+        self.warned = bool(state.get("warned", False))
 
-    def update(self, val_metrics: Mapping[str, Any]) -> list[str]:
-        warnings = []
+    def update(self, record: Any) -> Optional[str]:
+        """One epoch (a ``training.EpochRecord``); returns the warning when this epoch gave one."""
+        metrics = record.val_tuned if self.levers.optimize_thresholds else record.val
+        new: dict[str, str] = {}
         for name in self.label_names:
-            m = val_metrics["labels"][name]
+            m = metrics["labels"][name]
             kind = "all-negative" if m["n_pos_pred"] == 0 else "all-positive" if m["n_pos_pred"] == m["n"] else None
             prev_kind, count = self.streak[name]
             count = count + 1 if (kind is not None and kind == prev_kind) else (1 if kind else 0)
             self.streak[name] = (kind, count)
             if kind is not None and count == self.patience:
-                self.collapsed[name] = kind
-                advice = NEGATIVE_ADVICE if kind == "all-negative" else self.positive_advice
-                what = "no positive predictions" if kind == "all-negative" else "only positive predictions"
-                message = (
-                    f"label '{name}' has had {what} on validation (threshold 0.5) for {count} epochs "
-                    f"(prevalence {m['prevalence']:.2%}): {advice}"
-                )
-                logger.warning(message)
-                warnings.append(message)
-        return warnings
+                self.collapsed[name] = new[name] = kind
+        if not new or self.warned:
+            return None
+        self.warned = True
+        kind = "all-negative" if "all-negative" in new.values() else "all-positive"
+        names = [n for n, k in new.items() if k == kind]
+        where = "tuned thresholds" if self.levers.optimize_thresholds else "threshold 0.5"
+        message = (f"{', '.join(names)}: {'no positive' if kind == 'all-negative' else 'only positive'} validation "
+                   f"predictions at the {where} for {self.patience} epochs; try {self.levers.advice(kind)}")
+        logger.warning(message)
+        return message
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -124,11 +158,14 @@ class EpochLogger:
         val, tuned = record.val, record.val_tuned
         if not self.quiet:
             counts = " ".join(str(val["labels"][n]["n_pos_pred"]) for n in self.label_names)
+            # The metric early stopping watches comes first, with its value, a star on a new best
+            # and, on an exact tie with the best epoch, how the tie was broken.
             logger.info(
-                "%sepoch %3d  loss %.4f/%.4f  @0.5 P %.3f R %.3f F1 %.3f  tuned F1 %.3f  AUROC %.3f AUPRC %.3f  pos_pred [%s]%s",
-                f"member {record.member + 1} " if record.member else "", epoch, record.train_loss, record.val_loss, val["macro"]["precision"], val["macro"]["recall"],
-                val["macro"]["f1"], tuned["macro"]["f1"], val["macro"]["auroc"], val["macro"]["auprc"], counts,
-                "  *" if record.improved else "",
+                "%sepoch %3d  loss %.4f/%.4f  %s %.4f%s  |  AUROC %.3f AUPRC %.3f  tuned F1 %.3f  @0.5 F1 %.3f pos_pred [%s]%s",
+                f"member {record.member + 1} " if record.member else "", epoch, record.train_loss, record.val_loss,
+                record.metric or "score", record.score, " *" if record.improved else "  ",
+                val["macro"]["auroc"], val["macro"]["auprc"], tuned["macro"]["f1"], val["macro"]["f1"], counts,
+                f"  ({record.tie})" if record.tie else "",
             )
         if self.writer is None:
             return

@@ -107,6 +107,8 @@ class EpochRecord:
     best_epoch: int = -1
     best_score: float = math.nan
     member: int = 0  # which member of a seed ensemble (--ensemble) this epoch trained
+    metric: str = ""  # the early-stopping metric as the epoch line names it, e.g. "macro_f1 (tuned thresholds)"
+    tie: str = ""  # how an exact tie with the best epoch was broken, when there was one
 
     def summary(self, label_names: Sequence[str]) -> dict[str, Any]:
         """The plain-data line kept in metrics.json's history."""
@@ -379,6 +381,7 @@ def fit(
     amp: bool = False,
     member: int = 0,
     resume: Optional[FitState] = None,
+    tuned_thresholds: bool = False,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
@@ -387,7 +390,8 @@ def fit(
     the new best. Under ``torchrun`` (``dist``), ``model`` is the DistributedDataParallel
     wrapper, each process trains on its shard of every epoch, and ``on_epoch_end`` runs on rank
     0 only. ``resume`` (with the model and optimiser already loaded from the same moment) goes
-    on after ``resume.epoch``.
+    on after ``resume.epoch``. ``tuned_thresholds`` (``--optimize_thresholds``) measures the
+    thresholded stopping metrics at the thresholds tuned on each epoch's validation predictions.
     """
     dist = dist or DistContext()
     module = getattr(model, "module", model)  # the bare model inside a DDP wrapper
@@ -431,9 +435,14 @@ def fit(
             val_loss_per_label=dict(zip(label_names, val_record["loss_per_label"])),
             val=val_record["at_default"], val_tuned=val_record["tuned"], member=member,
         )
-        record.score = score = watch.read(record)
+        record.score = score = watch.read(record, tuned_thresholds)
+        record.metric = watch.describe(early_stop_metric, tuned_thresholds)
         record.improved = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
         record.best_epoch, record.best_score = stopper.best_epoch, stopper.best_score
+        if stopper.last_tie is not None and watch.tiebreak is not None:
+            tied, mine, theirs = stopper.last_tie
+            record.tie = (f"tie with epoch {tied}, broken by val AUPRC {mine:.4f} vs {theirs:.4f}: "
+                          f"{'this epoch' if record.improved else f'epoch {tied}'} kept")
         if record.improved:
             best_state = copy.deepcopy(module.state_dict())
         history.append(record)

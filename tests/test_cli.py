@@ -105,7 +105,8 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     odd.to_csv(tmp_path / "odd.csv", index=False)
     assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "odd.csv"), "--output", str(tmp_path / "odd_pred.csv")]) == 0
     scored = pd.read_csv(tmp_path / "odd_pred.csv")
-    assert scored["diabetes_prob"].notna().all() and scored["diabetes_prob"].nunique() == 1
+    assert scored["diabetes_prob"].notna().all()
+    assert scored["diabetes_prob"].max() - scored["diabetes_prob"].min() < 1e-6  # as the missing value (float32 noise aside)
 
 
 def test_multilabel_demo_run_without_csv(tmp_path):
@@ -137,8 +138,11 @@ def test_naive_preset_collapses_and_the_guard_says_what_to_do(tmp_path, multilab
     report = json.loads((out / "metrics.json").read_text())
     collapsed = report["collapsed"]["during_training"]
     assert "label_stroke" in collapsed and collapsed["label_stroke"] == "all-negative"
-    assert "label 'label_stroke' has had no positive predictions" in captured.err
-    assert "--class_weight_multiplier" in captured.err and "per_class" in captured.err
+    warnings = [line for line in captured.err.splitlines() if "validation predictions at the" in line]
+    assert len(warnings) == 1  # one line per run, not one per label
+    assert "label_stroke" in warnings[0] and "no positive validation predictions at the threshold 0.5" in warnings[0]
+    # the naive preset uses none of the levers: the first ones to try
+    assert "--optimize_thresholds" in warnings[0] and "--loss_type weighted_bce" in warnings[0]
     assert "label_stroke" in report["collapsed"]["final"]
     assert report["models"]["prior"]["labels"]["label_stroke"]["n_pos_pred"] == 0
 

@@ -174,32 +174,45 @@ def _record():
     )
 
 
-def _expected(name, record):
-    """(mode, value) from the naming convention: val_loss | macro_<m> | macro_<m>_tuned."""
+def _expected(name, record, tuned):
+    """(mode, value) from the naming convention: val_loss | macro_<m> | macro_<m>_at_0.5; the
+    thresholded macro_<m> reads the tuned-threshold block when thresholds are tuned."""
     if name == "val_loss":
         return "min", record.val_loss
     assert name.startswith("macro_"), name
     key = name[len("macro_"):]
-    if key.endswith("_tuned"):
-        return "max", record.val_tuned["macro"][key[: -len("_tuned")]]
-    return "max", record.val["macro"][key]
+    if key.endswith("_at_0.5"):
+        return "max", record.val["macro"][key.removesuffix("_at_0.5")]
+    block = record.val_tuned if tuned and key in ("f1", "recall", "precision") else record.val
+    return "max", block["macro"][key]
 
 
 def test_registry_has_the_documented_metrics():
     assert set(EARLY_STOP_METRICS.names()) == {
-        "val_loss",
-        "macro_f1", "macro_recall", "macro_precision", "macro_auprc", "macro_auroc",
-        "macro_f1_tuned", "macro_recall_tuned", "macro_precision_tuned",
+        "val_loss", "macro_auprc", "macro_auroc",
+        "macro_f1", "macro_recall", "macro_precision",
+        "macro_f1_at_0.5", "macro_recall_at_0.5", "macro_precision_at_0.5",
     }
 
 
+@pytest.mark.parametrize("tuned", [False, True])
 @pytest.mark.parametrize("name", EARLY_STOP_METRICS.names())
-def test_metric_reads_right_value_and_mode(name):
+def test_metric_reads_right_value_and_mode(name, tuned):
     record = _record()
     metric = EARLY_STOP_METRICS.get(name)
-    mode, value = _expected(name, record)
+    mode, value = _expected(name, record, tuned)
     assert metric.mode == mode
-    assert metric.read(record) == value
+    assert metric.read(record, tuned) == value
+
+
+def test_thresholded_metrics_follow_the_thresholds_that_will_be_used():
+    record = _record()
+    assert EARLY_STOP_METRICS.get("macro_f1").read(record, True) == 0.21  # tuned
+    assert EARLY_STOP_METRICS.get("macro_f1").read(record, False) == 0.11  # at 0.5, as before
+    assert EARLY_STOP_METRICS.get("macro_f1_at_0.5").read(record, True) == 0.11
+    assert EARLY_STOP_METRICS.get("macro_f1").describe("macro_f1", True) == "macro_f1 (tuned thresholds)"
+    assert EARLY_STOP_METRICS.get("macro_f1_at_0.5").describe("macro_f1_at_0.5", True) == "macro_f1_at_0.5 (at 0.5)"
+    assert EARLY_STOP_METRICS.get("macro_auprc").describe("macro_auprc", True) == "macro_auprc"
 
 
 @pytest.mark.parametrize("name", EARLY_STOP_METRICS.names())
@@ -214,10 +227,9 @@ def test_metric_drives_early_stopping(name):
         if name == "val_loss":
             rec.val_loss = 1.0 - q
         else:
-            key = name[len("macro_"):]
-            block = rec.val_tuned if key.endswith("_tuned") else rec.val
-            block["macro"][key.removesuffix("_tuned")] = q
-        es.step(metric.read(rec), epoch)
+            key = name[len("macro_"):].removesuffix("_at_0.5")
+            rec.val["macro"][key] = q
+        es.step(metric.read(rec, False), epoch)
         if es.should_stop:
             break
     assert es.best_epoch == 2 and epoch == 4
@@ -249,3 +261,12 @@ def test_thresholded_metrics_break_ties_by_validation_auprc(name):
     assert (metric.tiebreak is not None) == thresholded
     if thresholded:
         assert metric.tiebreak(_record()) == _record().val["macro"]["auprc"]
+
+
+def test_a_tie_is_recorded_for_the_epoch_line():
+    es = EarlyStopping(mode="max", patience=5)
+    es.step(0.5, 1, tiebreak=0.30)
+    assert es.last_tie is None
+    assert es.step(0.5, 2, tiebreak=0.35) is True and es.last_tie == (1, 0.35, 0.30)  # won the tie
+    assert es.step(0.5, 3, tiebreak=0.20) is False and es.last_tie == (2, 0.20, 0.35)  # lost it
+    assert es.step(0.6, 4, tiebreak=0.10) is True and es.last_tie is None

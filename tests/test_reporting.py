@@ -1,96 +1,108 @@
 """The all-negatives guard, the label table and the Markdown report (imbalance/reporting.py)."""
 
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from imbalance.reporting import CollapseGuard, format_label_table, format_report_markdown
+from imbalance.reporting import CollapseGuard, Levers, format_label_table, format_report_markdown
 
 RND_SEED = 20240616
 N_VAL = 200
-NEGATIVE_FLAGS = ["--class_weight_multiplier", "per_class", "weighted_bce", "very_aggressive", "--lr"]
+def _epoch(tuned=None, **n_pos_pred):
+    """One epoch's record: label -> positive validation predictions out of N_VAL, at 0.5 (and at
+    tuned thresholds: ``tuned``, the same by default)."""
+    def block(counts):
+        return {"labels": {name: {"n_pos_pred": k, "n": N_VAL} for name, k in counts.items()}}
 
-
-def _epoch(**n_pos_pred) -> dict:
-    """One epoch's validation metrics: label -> number of positive predictions out of N_VAL."""
-    prevalence = {"label_a": 0.05, "label_b": 0.02}
-    return {"labels": {name: {"n_pos_pred": k, "n": N_VAL, "prevalence": prevalence[name]} for name, k in n_pos_pred.items()}}
+    return SimpleNamespace(val=block(n_pos_pred), val_tuned=block(tuned if tuned is not None else n_pos_pred))
 
 
 def _run(guard, epochs, caplog):
-    per_epoch = []
     with caplog.at_level(logging.WARNING, logger="imbalance"):
-        for metrics in epochs:
-            per_epoch.append(guard.update(metrics))
-    return per_epoch
+        return [guard.update(record) for record in epochs]
 
 
 # --------------------------------------------------------------------------- CollapseGuard
 
 
-def test_all_negative_streak_warns_once_at_patience(caplog):
+def test_all_negative_streak_warns_once_at_patience_in_one_line(caplog):
     guard = CollapseGuard(["label_a", "label_b"], patience=3)
-    epochs = [_epoch(label_a=5, label_b=0)] * 6  # label_b has no positive prediction from epoch 1 on
-    per_epoch = _run(guard, epochs, caplog)
-    assert [len(w) for w in per_epoch] == [0, 0, 1, 0, 0, 0]
-    message = per_epoch[2][0]
-    assert "label_b" in message and "label_a" not in message
-    for flag in NEGATIVE_FLAGS:
-        assert flag in message, flag
-    assert "2.00%" in message  # the label's prevalence
+    per_epoch = _run(guard, [_epoch(label_a=5, label_b=0)] * 6, caplog)
+    assert [m is not None for m in per_epoch] == [False, False, True, False, False, False]
+    message = per_epoch[2]
+    assert message.startswith("label_b: no positive validation predictions at the threshold 0.5 for 3 epochs; try ")
+    assert "\n" not in message and len(message) < 250
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert logged == [message]
     assert guard.collapsed == {"label_b": "all-negative"}
 
 
-def test_all_positive_gives_the_reverse_advice(caplog):
+def test_one_line_per_run_names_every_label_collapsing_together(caplog):
     guard = CollapseGuard(["label_a", "label_b"], patience=2)
-    per_epoch = _run(guard, [_epoch(label_a=N_VAL, label_b=3)] * 3, caplog)
-    assert [len(w) for w in per_epoch] == [0, 1, 0]
-    message = per_epoch[1][0]
-    assert "label_a" in message
-    assert "lower --class_weight_multiplier" in message
-    assert "raise --class_weight_multiplier" not in message
-    assert "very_aggressive" not in message
-    assert guard.collapsed == {"label_a": "all-positive"}
+    per_epoch = _run(guard, [_epoch(label_a=0, label_b=0)] * 2 + [_epoch(label_a=N_VAL, label_b=0)] * 3, caplog)
+    assert per_epoch[1].startswith("label_a, label_b: no positive")
+    assert [m for m in per_epoch if m] == [per_epoch[1]]  # label_a's later all-positive streak: no second line
+    assert guard.collapsed == {"label_a": "all-positive", "label_b": "all-negative"}
+
+
+@pytest.mark.parametrize("levers, wanted, unwanted", [
+    (Levers(), ["--optimize_thresholds", "--loss_type weighted_bce --class_weight_method balanced"], ["per_class"]),
+    (Levers(optimize_thresholds=True, loss_type="weighted_bce", class_weight_method="balanced"),
+     ["--use_weighted_sampling --weight_method balanced"], ["--optimize_thresholds", "--loss_type"]),
+    (Levers(optimize_thresholds=True, loss_type="focal", class_weight_method="aggressive", use_weighted_sampling=True,
+            weight_method="per_class", class_weight_multiplier=2.0),
+     ["a larger --class_weight_multiplier (now 2)"], ["--optimize_thresholds", "--use_weighted_sampling", "--loss_type"]),
+])
+def test_negative_advice_names_only_levers_the_run_does_not_use(caplog, levers, wanted, unwanted):
+    guard = CollapseGuard(["label_a"], patience=1, levers=levers)
+    (message,) = _run(guard, [_epoch(label_a=0)], caplog)
+    for flag in wanted:
+        assert flag in message, (flag, message)
+    for flag in unwanted:
+        assert flag not in message, (flag, message)
+
+
+def test_all_positive_advice_is_the_reverse(caplog):
+    levers = Levers(optimize_thresholds=True, use_weighted_sampling=True, weight_method="per_class", loss_type="focal",
+                    class_weight_method="aggressive", class_weight_multiplier=2.0)
+    guard = CollapseGuard(["label_a"], patience=1, levers=levers)
+    (message,) = _run(guard, [_epoch(label_a=N_VAL)], caplog)
+    assert "only positive validation predictions at the tuned thresholds" in message
+    assert "one correction instead of two" in message and "a smaller --class_weight_multiplier (now 2)" in message
+    assert "larger" not in message
+
+
+def test_with_tuned_thresholds_collapse_is_judged_at_the_tuned_thresholds(caplog):
+    # the aggressive presets' usual picture: every row positive at 0.5, sensible at the tuned cut-off
+    tuned = CollapseGuard(["label_a"], patience=1, levers=Levers(optimize_thresholds=True))
+    assert _run(tuned, [_epoch(tuned={"label_a": 7}, label_a=N_VAL)] * 3, caplog) == [None, None, None]
+    assert tuned.collapsed == {}
+    untuned = CollapseGuard(["label_a"], patience=1)
+    assert _run(untuned, [_epoch(tuned={"label_a": 7}, label_a=N_VAL)], caplog)[0] is not None
 
 
 def test_broken_streak_resets(caplog):
     guard = CollapseGuard(["label_a", "label_b"], patience=3)
-    sequence = [
-        _epoch(label_a=0, label_b=4),
-        _epoch(label_a=0, label_b=4),
-        _epoch(label_a=7, label_b=4),  # normal epoch: resets label_a
-        _epoch(label_a=0, label_b=4),
-        _epoch(label_a=0, label_b=4),
-    ]
-    per_epoch = _run(guard, sequence, caplog)
-    assert all(len(w) == 0 for w in per_epoch)
-    assert guard.collapsed == {}
-    # a third all-negative epoch in a row now completes a fresh streak
-    with caplog.at_level(logging.WARNING, logger="imbalance"):
-        warnings = guard.update(_epoch(label_a=0, label_b=4))
-    assert len(warnings) == 1 and "label_a" in warnings[0]
+    sequence = [_epoch(label_a=0, label_b=4)] * 2 + [_epoch(label_a=7, label_b=4)] + [_epoch(label_a=0, label_b=4)] * 2
+    assert _run(guard, sequence, caplog) == [None] * 5 and guard.collapsed == {}
+    assert _run(guard, [_epoch(label_a=0, label_b=4)], caplog)[0].startswith("label_a:")
     assert guard.collapsed == {"label_a": "all-negative"}
 
 
 def test_switching_between_all_negative_and_all_positive_is_a_new_streak(caplog):
     guard = CollapseGuard(["label_a"], patience=2)
     sequence = [_epoch(label_a=0), _epoch(label_a=N_VAL), _epoch(label_a=0), _epoch(label_a=N_VAL)]
-    per_epoch = _run(guard, sequence, caplog)
-    assert all(len(w) == 0 for w in per_epoch)
-    assert guard.collapsed == {}
+    assert _run(guard, sequence, caplog) == [None] * 4 and guard.collapsed == {}
 
 
-def test_collapsed_records_both_labels(caplog):
-    guard = CollapseGuard(["label_a", "label_b"], patience=1)
-    per_epoch = _run(guard, [_epoch(label_a=0, label_b=N_VAL), _epoch(label_a=3, label_b=N_VAL)], caplog)
-    assert [len(w) for w in per_epoch] == [2, 0]
-    assert guard.collapsed == {"label_a": "all-negative", "label_b": "all-positive"}
-
-
-# --------------------------------------------------------------------------- format_label_table
+def test_guard_state_round_trips_so_a_resumed_run_does_not_warn_again(caplog):
+    guard = CollapseGuard(["label_a"], patience=1)
+    _run(guard, [_epoch(label_a=0)], caplog)
+    again = CollapseGuard(["label_a"], patience=1)
+    again.load_state_dict(guard.state_dict())
+    assert _run(again, [_epoch(label_a=0)], caplog) == [None] and again.collapsed == {"label_a": "all-negative"}
 
 
 def _label_metrics(prevalence, threshold, n_pos_pred, n_pos_true, precision, recall, f1, auroc, auprc, n=100):
@@ -179,22 +191,14 @@ def test_report_markdown_single_label_no_macro_and_no_collapse_section():
     assert sum(1 for line in text.splitlines() if line.startswith("| network |")) == 1
 
 
-def test_all_positive_advice_knows_whether_thresholds_are_tuned(caplog):
-    untuned = CollapseGuard(["label_a"], patience=1)
-    tuned = CollapseGuard(["label_a"], patience=1, optimize_thresholds=True)
-    (plain,) = _run(untuned, [_epoch(label_a=N_VAL)], caplog)[0]
-    (with_tuning,) = _run(tuned, [_epoch(label_a=N_VAL)], caplog)[0]
-    assert "pass --optimize_thresholds" in plain and "macro_f1_tuned" not in plain
-    assert "pass --optimize_thresholds" not in with_tuning and "--early_stop_metric macro_f1_tuned" in with_tuning
-
-
 def _epoch_record(*, epoch=1, member=0, recall=0.25, improved=True):
     from imbalance.training import EpochRecord
 
     label = {"precision": 0.5, "recall": recall, "f1": 1 / 3, "auroc": 0.8, "auprc": 0.4, "n_pos_pred": 4, "threshold": 0.5}
     metrics = {"labels": {"y": label}, "macro": label}
     return EpochRecord(epoch=epoch, lr=1e-3, train_loss=0.7, val_loss=0.6, train_loss_per_label={"y": 0.7},
-                       val_loss_per_label={"y": 0.6}, val=metrics, val_tuned=metrics, improved=improved, member=member)
+                       val_loss_per_label={"y": 0.6}, val=metrics, val_tuned=metrics, improved=improved, member=member,
+                       metric="macro_f1 (tuned thresholds)", score=1 / 3)
 
 
 def test_tensorboard_gets_per_label_scalars_and_the_synthetic_quality(tmp_path):
@@ -233,11 +237,22 @@ def test_ensemble_members_log_apart(tmp_path, caplog):
     writer.close()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3
-    assert lines[0].startswith("epoch   1") and lines[0].endswith("*")
-    assert not lines[1].endswith("*")
+    assert lines[0].startswith("epoch   1") and "macro_f1 (tuned thresholds) 0.3333 *" in lines[0]
+    assert "*" not in lines[1]
     assert lines[2].startswith("member 2 epoch   1")  # members are counted from 1 for people
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     recall = events.Scalars("y/recall")
     # the second member's epochs do not overwrite the first one's steps
     assert [(e.step, round(e.value, 6)) for e in recall] == [(1, 0.1), (2, 0.2), (1001, 0.3)]
+
+
+def test_the_epoch_line_says_how_a_tie_was_broken(caplog):
+    from imbalance.reporting import EpochLogger
+
+    record = _epoch_record(epoch=5, improved=True)
+    record.tie = "tie with epoch 3, broken by val AUPRC 0.4000 vs 0.3500: this epoch kept"
+    with caplog.at_level(logging.INFO, logger="imbalance"):
+        EpochLogger(None, ["y"]).log_epoch(record)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith("(tie with epoch 3, broken by val AUPRC 0.4000 vs 0.3500: this epoch kept)")
