@@ -8,7 +8,7 @@ Usage:
     python train_classifier.py --help                                   # every flag, by lever
 
 The run folder (--output_dir) receives run.json (the run's status and the list of its files,
-first), config.json (before training), best.pt, last.pt, metrics.json and report.md (final
+first), config.json and analysis.json (the imbalance analysis, before training), best.pt, last.pt, metrics.json and report.md (final
 per-label report with baselines), test_predictions.csv and TensorBoard logs. It must be new or
 empty, or hold an earlier run of this tool (replaced only with --overwrite). Score new rows with
 predict.py; continue an interrupted run with --resume RUN_DIR.
@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from imbalance.analyze import format_analysis
 from imbalance.config import TrainConfig, parse_config
 from imbalance.distributed import init_distributed
 from imbalance.errors import UserError
@@ -136,6 +137,7 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
     show_progress = not cfg.quiet and dist.is_main and sys.stderr.isatty()
 
     data = prepare_data(cfg, dist=dist, progress=show_progress)
+    log.info("%s", format_analysis(data.analysis))
     inputs = input_spec(cfg, data)
     log.info("model %s %s, numeric embeddings %s%s", cfg.model, cfg.model_settings, inputs.num_embeddings,
              f", ensemble of {cfg.ensemble}" if cfg.ensemble > 1 else "")
@@ -146,6 +148,7 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
         folder.begin(resume=cfg.resume is not None)
         if cfg.resume is None:
             write_json(folder.file("config.json"), cfg.to_dict())
+            write_json(folder.file("analysis.json"), data.analysis.to_dict())
     epoch_log = EpochLogger(folder.file("tensorboard") if cfg.tensorboard and folder is not None else None, data.label_names,
                             quiet=cfg.quiet)
     check_synthetic_rows(cfg, data, folder, epoch_log)

@@ -2,7 +2,7 @@
 
 ``train_classifier.py`` calls them in order:
 
-    prepare_data      load, split, fit preprocessing, encode every row once, augment the training split
+    prepare_data      load, split, fit preprocessing, analyse the imbalance, encode every row once, augment
     input_spec        what the model is given: feature counts, cardinalities, numeric-embedding bins
     fit_members       build the model, loss, optimiser and sampler per member and train with early stopping
     tune_thresholds   per-label decision thresholds on the validation split
@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models import InputSpec, create_model
 
+from .analyze import Analysis, analyze
 from .augmentation import AugmentedTrain, augment_training_split
 from .baselines import baseline_scores
 from .bins import fit_bins
@@ -101,6 +102,7 @@ class PreparedData:
     labels: dict[str, np.ndarray]  # (n, L) uint8 per part
     real_train: EncodedRows
     real_train_labels: np.ndarray
+    analysis: Optional[Analysis] = None  # the imbalance analysis (analysis.json)
     augmented: Optional[AugmentedTrain] = None
 
     @property
@@ -113,9 +115,8 @@ class PreparedData:
         return "test" if len(self.splits["test"]) else "val"
 
 
-def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False) -> PreparedData:
-    """Load, split, fit preprocessing on the training rows only, encode every row once, then add
-    the asked-for rows to the training split."""
+def load_and_fit(cfg: TrainConfig, *, workers: int, progress: bool = False) -> tuple[Table, dict[str, np.ndarray], TabularPreprocessor]:
+    """Load the table, split it, and fit the preprocessing on the training rows only."""
     table = load_table(
         cfg.csv_path, target_cols=split_list(cfg.target_cols), id_col=cfg.id_col, drop_cols=split_list(cfg.drop_cols),
         exact_cols=split_list(cfg.categorical_cols), demo_rows=cfg.demo_rows, progress=progress,
@@ -125,9 +126,30 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False)
                            stratify=cfg.use_stratified_split, seed=cfg.seed, label_names=names)
     check_both_classes(table.labels[splits["train"]], names)
     pre = TabularPreprocessor(categorical_cols=split_list(cfg.categorical_cols), min_category_count=cfg.min_category_count)
-    # Column statistics in threads (numpy releases the GIL): one per process under torchrun.
-    pre.fit(table.features, rows=splits["train"], workers=1 if dist.enabled else min(4, _available_cores()))
+    # Column statistics in threads (numpy releases the GIL).
+    pre.fit(table.features, rows=splits["train"], workers=workers)
     check_input_width(pre, n_train=len(splits["train"]))
+    return table, splits, pre
+
+
+def _analysis(cfg: TrainConfig, table: Table, splits: dict[str, np.ndarray], pre: TabularPreprocessor) -> Analysis:
+    return analyze(source=table.source, labels=table.labels, label_names=table.label_names, splits=splits,
+                   preprocessor=pre, features=table.features, batch_size=cfg.batch_size)
+
+
+def analyze_data(cfg: TrainConfig) -> Analysis:
+    """``python -m imbalance.analyze``: the analysis alone, without encoding or training."""
+    table, splits, pre = load_and_fit(cfg, workers=min(4, _available_cores()))
+    return _analysis(cfg, table, splits, pre)
+
+
+def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False) -> PreparedData:
+    """Load, split, fit preprocessing on the training rows only, analyse the imbalance, encode
+    every row once, then add the asked-for rows to the training split."""
+    # One worker per process under torchrun.
+    table, splits, pre = load_and_fit(cfg, workers=1 if dist.enabled else min(4, _available_cores()), progress=progress)
+    names = table.label_names
+    analysis = _analysis(cfg, table, splits, pre)
     # Train, validation and test rows back to back in one set of blocks; each split is a view.
     encoded = pre.transform(table.features, source=table.source, order=np.concatenate([splits[p] for p in PARTS]))
     bounds = np.cumsum([0] + [len(splits[p]) for p in PARTS])
@@ -139,7 +161,7 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False)
              len(pre.numeric_names), len(pre.flag_names), len(pre.categorical_names),
              "multi-label" if table.is_multilabel else "binary", len(names))
     data = PreparedData(table=table, splits=splits, preprocessor=pre, rows=rows, labels=labels,
-                        real_train=rows["train"], real_train_labels=labels["train"])
+                        real_train=rows["train"], real_train_labels=labels["train"], analysis=analysis)
     if cfg.augments:
         data.augmented = augment_training_split(
             pre, rows["train"], table.features.iloc[splits["train"]], labels["train"], label_names=names,
