@@ -1,5 +1,11 @@
 """Per-label positive-class weights from training-split counts (never per batch).
 
+The counts are those of the rows the model is trained on: the training split as it is, or, with
+``--use_weighted_sampling``, the mix the sampler is expected to deliver (n_pos = the expected
+positive share per batch x n). So class weights correct the imbalance that is left after
+sampling instead of multiplying with it: ``per_class`` sampling already brings a label near
+50/50, where ``balanced`` weights are about 1 and ``aggressive`` ones about 3.
+
 With n rows, n_pos positives and n_neg = n - n_pos negatives for a label:
 
     none             1
@@ -76,12 +82,19 @@ def check_both_classes(y: np.ndarray, label_names: Sequence[str] | None = None) 
 
 
 def compute_class_weights(
-    y: np.ndarray, method: str, multiplier: float = 1.0, label_names: Sequence[str] | None = None
+    y: np.ndarray, method: str, multiplier: float = 1.0, label_names: Sequence[str] | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weights (L,) for the training labels ``y`` (n, L); a label without positives or without
-    negatives is an error."""
+    negatives is an error. ``sample_weights`` (n,), the weighted sampler's row weights: the
+    counts become the expected ones in the sampled batches."""
     fn = CLASS_WEIGHT_METHODS.get(method)
     n_pos, n_neg = check_both_classes(y, label_names)
+    if sample_weights is not None:
+        w = np.asarray(sample_weights, dtype=np.float64)
+        share = np.clip((w @ np.asarray(y, dtype=np.float64)) / w.sum(), 1e-6, 1.0 - 1e-6)
+        n = n_pos + n_neg
+        n_pos, n_neg = share * n, (1.0 - share) * n
     if method == "none":
         if multiplier != 1.0:
             logger.warning("--class_weight_multiplier %g is ignored with --class_weight_method none", multiplier)

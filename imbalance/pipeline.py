@@ -333,7 +333,10 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
     ``last.pt`` and training goes on from the epoch after it, as if never stopped.
     """
     names = data.label_names
-    class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names)
+    # Class weights correct what the sampler leaves: computed on the mix of rows it delivers.
+    sampled = row_weights(data.labels["train"], cfg.weight_method) if cfg.use_weighted_sampling else None
+    class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names,
+                                          sample_weights=sampled)
     log_label_summary(cfg, names, data.labels["train"], class_weights)
     tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
                for part in ("train", "val")}
