@@ -29,10 +29,11 @@ from typing import Optional, Sequence
 import torch
 
 from imbalance.analyze import format_analysis
-from imbalance.config import TrainConfig, parse_config
-from imbalance.distributed import init_distributed
+from imbalance.auto import format_search_markdown, search
+from imbalance.config import AUTO_PRESET, TrainConfig, parse_config
+from imbalance.distributed import DistContext, init_distributed
 from imbalance.errors import UserError
-from imbalance.files import write_json, write_text
+from imbalance.files import write_csv, write_json, write_text
 from imbalance.pipeline import (
     RunCheckpoints, fit_members, input_spec, predict_parts, prepare_data, resolve_device, score_models, tune_thresholds,
     write_outputs,
@@ -87,7 +88,47 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     for note in cfg.advisories():
         log.warning(note)
     command = None if argv is None else ["train_classifier.py", *map(str, argv)]
+    if cfg.preset == AUTO_PRESET:
+        return search_and_train(cfg, command)
     return compare_augmentation(cfg, command) if cfg.compare else train(cfg, command)
+
+
+def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:
+    """--preset auto: search models and recipes on the validation split within --time_budget,
+    then make the best trial's model an ordinary run (tuned thresholds, test scores, best.pt)."""
+    if cfg.resume is not None:
+        raise UserError("--resume continues one training run; a --preset auto search cannot be resumed: start it again with --overwrite")
+    if cfg.compare or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--preset auto runs one process without --compare; drop --compare, or run it without torchrun")
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.num_threads or 1)
+    device = resolve_device(cfg.device)
+    show_progress = not cfg.quiet and sys.stderr.isatty()
+    with run_folder_for(cfg, command) as folder:
+        data = prepare_data(cfg, dist=DistContext(), progress=show_progress, keep_train_features=True)
+        log.info("%s", format_analysis(data.analysis))
+        folder.begin()
+        write_json(folder.file("analysis.json"), data.analysis.to_dict())
+        log.info("searching models and imbalance recipes for %g s (validation macro AUPRC)%s", cfg.time_budget,
+                 f", at most {cfg.max_trials} trials" if cfg.max_trials else "")
+        result = search(cfg, data, device=device, started=started, progress=show_progress)
+        chosen = result.cfg
+        write_json(folder.file("config.json"), chosen.to_dict())
+        write_csv(folder.file("search.csv"), result.table(), index=False)
+        write_text(folder.file("search.md"), format_search_markdown(result))
+        prob = predict_parts(result.trained, result.data, device=device, amp=chosen.amp)
+        thresholds, source = tune_thresholds(chosen, result.data.labels["val"], prob["val"])
+        scored = score_models(chosen, result.data, prob, thresholds)
+        epoch_log = EpochLogger(None, result.data.label_names, quiet=True)
+        report = write_outputs(chosen, result.data, result.trained, result.checkpoints, prob=prob, thresholds=thresholds,
+                               source=source, scored=scored, guard=CollapseGuard(result.data.label_names, levers=Levers.of(chosen)),
+                               epoch_log=epoch_log, started=started, folder=folder)
+    print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {chosen.model} "
+          f"({chosen.resolved_num_embeddings} embeddings), see search.md; thresholds {source}; scored on the {report['split']} split")
+    for model_name, metrics in scored.items():
+        print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
+    print(f"\nrun folder: {folder.path}  (best.pt, metrics.json, report.md, search.md, config.json)")
+    return report
 
 
 def compare_augmentation(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:

@@ -8,6 +8,7 @@ Usage:
     python benchmarks/quality.py --preset aggressive --model mlp
     python benchmarks/quality.py --model resnet --extra "--num_embeddings periodic --lr 5e-4"
     python benchmarks/quality.py --model "resnet --ensemble 3,tabm --model_args k=16"
+    python benchmarks/quality.py --preset auto --extra "--time_budget 300" --datasets stroke,mammography,thyroid
 
 A model is ``NAME`` or ``NAME:EMBEDDING``, optionally followed by train_classifier.py flags of
 its own (``--extra`` adds flags to every model). ``--model all`` is every registered model with
@@ -55,8 +56,13 @@ METRICS = ("auroc", "auprc", "f1")
 ALL_MODELS = [*MODELS.names(), "mlp:piecewise_linear", "resnet --ensemble 3"]
 
 
+SEARCHED = "auto (searched)"  # the one "model" of --preset auto: the search picks it per run
+
+
 def model_flags(model: str) -> list[str]:
     """``NAME``, ``NAME:EMBEDDING`` and either followed by flags of its own, as train_classifier.py flags."""
+    if model == SEARCHED:
+        return []
     words = shlex.split(model)
     if not words:
         sys.exit("quality.py: error: --model has an empty entry; give NAME[:EMBEDDING] [flags], comma-separated")
@@ -87,6 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     models = ALL_MODELS if args.model == "all" else [m.strip() for m in args.model.split(",")]
+    if args.preset == "auto":  # the search chooses the model: one row per table (pass --extra "--time_budget S")
+        models = [SEARCHED]
     for model in models:
         model_flags(model)  # an unknown model stops here, before any run
     extra = shlex.split(args.extra)

@@ -84,7 +84,7 @@ class TrainConfig:
     """Everything a training run depends on. Written to ``<output_dir>/config.json``."""
 
     # -- where things come from and go -------------------------------------------------------
-    preset: Optional[str] = _opt(None, "named preset from configs/ (balanced, aggressive, very_aggressive, none)")
+    preset: Optional[str] = _opt(None, "named preset from configs/ (balanced, aggressive, very_aggressive, none), or auto: search models and recipes within --time_budget")
     config: Optional[str] = _opt(None, "a TOML or JSON file of settings, layered like a preset")
     csv_path: Optional[str] = _opt(None, "CSV or .parquet file; omitted = built-in demo cohort")
     output_dir: str = _opt("checkpoints/run", "run folder: config, checkpoints, metrics, TensorBoard logs (a new or empty folder, or an earlier run's with --overwrite)")
@@ -159,6 +159,10 @@ class TrainConfig:
     tensorboard: bool = _switch(True, "write TensorBoard logs under <output_dir>/tensorboard")
     quiet: bool = _switch(False, "no progress bar and no per-epoch lines")
 
+    # -- --preset auto -----------------------------------------------------------------------
+    time_budget: float = _opt(600.0, "--preset auto: seconds for the whole run, search and final scoring (held within 10 percent)")
+    max_trials: int = _opt(0, "--preset auto: stop the search after this many trials (0 = as many as the budget allows)")
+
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
             if not ok:
@@ -208,6 +212,8 @@ class TrainConfig:
         need(not self.compare or self.augments, "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv")
         need(0 <= self.seed and self.seed + self.ensemble - 1 <= _MAX_SEED,
              f"--seed must be an integer in [0, {_MAX_SEED - self.ensemble + 1}], got {self.seed}")
+        need(self.time_budget > 0, f"--time_budget must be > 0 seconds, got {self.time_budget}")
+        need(self.max_trials >= 0, f"--max_trials must be >= 0, got {self.max_trials}")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
         need(isinstance(self.model_args, dict), f"--model_args must be key=value pairs, got {self.model_args!r}")
         try:
@@ -299,8 +305,11 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _FILE_ONLY_FORBIDDEN = {"preset", "config"}
 
 
+AUTO_PRESET, AUTO_BASE = "auto", "balanced"
+
+
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    return sorted([*(p.stem for p in PRESET_DIR.glob("*.toml")), AUTO_PRESET])
 
 
 def _check_type(key: str, value: Any, source: str) -> Any:
@@ -432,7 +441,9 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = Non
 
     layered: dict[str, Any] = {}
     if explicit.get("preset") is not None:
-        _merge_layer(layered, load_config_file(resolve_preset(explicit["preset"])))
+        # auto searches its own recipes; the balanced preset is what it leaves unsearched.
+        name = AUTO_BASE if explicit["preset"] == AUTO_PRESET else explicit["preset"]
+        _merge_layer(layered, load_config_file(resolve_preset(name)))
     if explicit.get("config") is not None:
         _merge_layer(layered, load_config_file(explicit["config"]))
     _merge_layer(layered, explicit)

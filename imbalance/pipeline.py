@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -103,6 +103,7 @@ class PreparedData:
     real_train: EncodedRows
     real_train_labels: np.ndarray
     analysis: Optional[Analysis] = None  # the imbalance analysis (analysis.json)
+    train_features: Optional[Any] = None  # the raw training rows, kept for a search's per-trial augmentation
     augmented: Optional[AugmentedTrain] = None
 
     @property
@@ -143,7 +144,7 @@ def analyze_data(cfg: TrainConfig) -> Analysis:
     return _analysis(cfg, table, splits, pre)
 
 
-def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False) -> PreparedData:
+def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False, keep_train_features: bool = False) -> PreparedData:
     """Load, split, fit preprocessing on the training rows only, analyse the imbalance, encode
     every row once, then add the asked-for rows to the training split."""
     # One worker per process under torchrun.
@@ -170,6 +171,8 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False)
             generated_ratio=cfg.generated_ratio, seed=cfg.seed,
         )
         data.rows["train"], data.labels["train"] = data.augmented.rows, data.augmented.y
+    if keep_train_features:
+        data.train_features = table.features.iloc[splits["train"]].copy()
     table.release_features()  # from here on the encoded blocks hold the features
     return data
 
@@ -323,7 +326,7 @@ def _result_summary(result: FitResult) -> dict[str, Any]:
 
 def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, device: torch.device, dist: DistContext,
                 folder: Optional[RunFolder], epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
-                progress: bool = False) -> TrainedModels:
+                progress: bool = False, stop_check: Optional[Callable[[EpochRecord], Optional[str]]] = None) -> TrainedModels:
     """Train ``cfg.ensemble`` members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...) on the same split.
 
     After every epoch ``last.pt`` holds the finished members and the current one's last epoch
@@ -387,7 +390,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
             early_stop_metric=cfg.early_stop_metric, early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta,
             threshold_metric=cfg.threshold_metric, lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=seed,
             progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member, resume=fit_resume,
-            tuned_thresholds=cfg.optimize_thresholds,
+            tuned_thresholds=cfg.optimize_thresholds, stop_check=stop_check,
         )
         parts.model.load_state_dict(result.best_state)
         members.append(parts.model)

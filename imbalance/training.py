@@ -382,6 +382,7 @@ def fit(
     member: int = 0,
     resume: Optional[FitState] = None,
     tuned_thresholds: bool = False,
+    stop_check: Optional[Callable[[EpochRecord], Optional[str]]] = None,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
@@ -392,6 +393,8 @@ def fit(
     0 only. ``resume`` (with the model and optimiser already loaded from the same moment) goes
     on after ``resume.epoch``. ``tuned_thresholds`` (``--optimize_thresholds``) measures the
     thresholded stopping metrics at the thresholds tuned on each epoch's validation predictions.
+    ``stop_check`` (a search's pruner or deadline) may end training after any epoch by returning
+    a reason; the best epoch so far is kept, as with early stopping.
     """
     dist = dist or DistContext()
     module = getattr(model, "module", model)  # the bare model inside a DDP wrapper
@@ -452,6 +455,11 @@ def fit(
             on_epoch_end(record, val_prob, FitState(
                 epoch=epoch, stopper=stopper.state_dict(), scheduler=None if schedule is None else schedule.state_dict(),
                 best_state=best_state, history=history))
+        reason = stop_check(record) if stop_check is not None else None
+        if reason:
+            stopped_early = True
+            logger.info("training stopped after epoch %d: %s", epoch, reason)
+            break
         if stopper.should_stop:
             stopped_early = True
             logger.info(

@@ -214,7 +214,7 @@ def test_label_without_positives(tmp_path, cohort, capsys):
 
 def test_unknown_preset_on_the_command_line(tmp_path, capsys):
     assert _train("--preset", "turbo", "--output_dir", tmp_path / "o") == 2
-    _one_line_error(capsys, "turbo", "aggressive, balanced, none, very_aggressive")
+    _one_line_error(capsys, "turbo", "aggressive, auto, balanced, none, very_aggressive")
 
 
 def test_missing_feature_column_at_inference(tmp_path, binary_csv, capsys):

@@ -169,7 +169,7 @@ def test_unknown_key_error_lists_valid_keys(tmp_path):
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(UserError, match=r"unknown preset 'turbo'; choose from aggressive, balanced, none, very_aggressive"):
+    with pytest.raises(UserError, match=r"unknown preset 'turbo'; choose from aggressive, auto, balanced, none, very_aggressive"):
         _parse("--preset turbo")
 
 

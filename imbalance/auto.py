@@ -1,0 +1,216 @@
+"""``--preset auto``: choose the model and the imbalance recipe from the data, within a time budget.
+
+A seeded Optuna search (TPE sampler, median pruning by epoch) over:
+
+- the model: every registered model with its default numeric embedding, and the MLP with
+  piecewise-linear embeddings;
+- the imbalance recipe: weighted sampling (none, ``balanced``, ``per_class``), class weights
+  (none, or ``balanced`` x a multiplier in [0.5, 4]), the loss (``bce``, ``weighted_bce``,
+  ``focal`` with gamma in [1, 3]), more minority rows (none; binary: ``random_over`` or the SMOTE
+  variant the columns allow; multi-label: ``mlsmote``) and their ratio in [0.1, 0.5];
+- the optimisation: learning rate in [1e-4, 3e-3], weight decay in [1e-6, 1e-3], and the
+  model's dropout in [0, 0.5] (log scales for the first two).
+
+Each trial trains on the training split and is scored on the validation split only: its best
+epoch's validation macro AUPRC (ties: macro F1 at the tuned thresholds). The test split never
+reaches the search. Every trial reports its AUPRC after each epoch; the pruner stops a trial
+whose AUPRC is below the median of earlier trials at the same epoch, and the budget stops the
+last one at its deadline (keeping its best epoch). The best trial's trained model becomes the
+run: thresholds tuned on validation, scored once on the test split, saved as an ordinary run
+folder (``best.pt``, ``metrics.json``, ...) whose ``config.json`` is the chosen configuration,
+with ``search.csv`` and ``search.md`` listing every trial. Ctrl-C ends the search and keeps the
+best trial so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import pandas as pd
+
+from models import MODELS
+
+from .augmentation import augment_training_split
+from .config import TrainConfig
+from .distributed import DistContext
+from .errors import UserError
+from .pipeline import PreparedData, RunCheckpoints, TrainedModels, fit_members, input_spec
+from .reporting import CollapseGuard, EpochLogger, Levers
+
+__all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
+
+log = logging.getLogger(__name__)
+
+MODEL_CHOICES = [*MODELS.names(), "mlp:piecewise_linear"]
+# The setting each model's dropout goes by (the model owns its settings; the search tunes this one).
+DROPOUT_SETTING = {"mlp": "dropout", "resnet": "dropout1", "ft_transformer": "ffn_dropout", "tabm": "dropout"}
+# Fixed for every trial: what the balanced preset measured best for stopping and thresholds.
+TRIAL_SETTINGS = dict(use_stratified_split=True, optimize_thresholds=True, early_stop_metric="macro_auprc",
+                      early_stop_patience=16, epochs=200, batch_size=64, ensemble=1, compare=False)
+FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the final run
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str  # complete | pruned | budget (stopped at the deadline, best epoch kept) | failed
+    params: dict[str, Any]
+    val_auprc: float
+    val_f1_tuned: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+@dataclass
+class SearchResult:
+    cfg: TrainConfig  # the chosen configuration, as an ordinary run's config
+    data: PreparedData  # the prepared data as the chosen trial trained on it (its augmentation)
+    trained: TrainedModels
+    checkpoints: RunCheckpoints
+    trials: list[TrialRecord]
+    seconds: float
+    interrupted: bool = False
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"trial": t.number, "state": t.state, **t.params, "val_auprc": t.val_auprc, "val_f1_tuned": t.val_f1_tuned,
+                 "best_epoch": t.best_epoch, "epochs": t.epochs, "seconds": round(t.seconds, 2)} for t in self.trials]
+        return pd.DataFrame(rows)
+
+
+def _resampler(data: PreparedData) -> str:
+    if len(data.label_names) > 1:
+        return "mlsmote"
+    pre = data.preprocessor
+    return "smotenc" if (pre.categorical_names or pre.flag_names) else "smote"
+
+
+def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainConfig, dict[str, Any]]:
+    """One trial's configuration (define-by-run: the conditional choices are asked only when they matter)."""
+    model_choice = trial.suggest_categorical("model", MODEL_CHOICES)
+    model, _, embedding = model_choice.partition(":")
+    sampling = trial.suggest_categorical("sampling", ["none", "balanced", "per_class"])
+    loss = trial.suggest_categorical("loss", ["bce", "weighted_bce", "focal"])
+    class_weights = "none" if loss == "bce" else trial.suggest_categorical("class_weights", ["none", "balanced"])
+    multiplier = trial.suggest_float("class_weight_multiplier", 0.5, 4.0, log=True) if class_weights != "none" else 1.0
+    gamma = trial.suggest_float("focal_gamma", 1.0, 3.0) if loss == "focal" else base.focal_gamma
+    resampler = _resampler(data)
+    more_rows = trial.suggest_categorical("more_rows", ["none", "random_over", "smote"] if len(data.label_names) == 1 else ["none", "smote"])
+    method = {"none": "none", "random_over": "random_over", "smote": resampler}[more_rows]
+    ratio = trial.suggest_float("more_rows_ratio", 0.1, 0.5) if method != "none" else 1.0
+    lr = trial.suggest_float("lr", 1e-4, 3e-3, log=True)
+    weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
+    dropout = trial.suggest_float("dropout", 0.0, 0.5)
+    cfg = replace(
+        base, **TRIAL_SETTINGS, preset="auto", model=model, num_embeddings=embedding or "auto",
+        model_args={DROPOUT_SETTING[model]: dropout},
+        use_weighted_sampling=sampling != "none", weight_method=sampling if sampling != "none" else base.weight_method,
+        loss_type=loss, class_weight_method=class_weights, class_weight_multiplier=multiplier, focal_gamma=gamma,
+        focal_alpha=None, resample=method, resample_ratio=ratio, generator="none", generated_csv=None,
+        lr=lr, weight_decay=weight_decay,
+    )
+    return cfg, dict(trial.params)
+
+
+def _with_rows(data: PreparedData, cfg: TrainConfig) -> PreparedData:
+    """The prepared data with this trial's extra minority rows (the real rows are shared)."""
+    if cfg.resample == "none":
+        return data
+    augmented = augment_training_split(
+        data.preprocessor, data.real_train, data.train_features, data.real_train_labels, label_names=data.label_names,
+        resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors, seed=cfg.seed,
+    )
+    return replace(data, rows={**data.rows, "train": augmented.rows}, labels={**data.labels, "train": augmented.y},
+                   augmented=augmented)
+
+
+def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float, progress: bool = False) -> SearchResult:
+    """Run the search until the budget (counted from ``started``) or ``--max_trials``; return the best trial, trained."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if data.train_features is None:
+        raise RuntimeError("prepare_data(keep_train_features=True) is needed for the search")
+    deadline = started + base.time_budget * (1.0 - FINAL_RESERVE)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
+    records: list[TrialRecord] = []
+    best: dict[str, Any] = {}
+
+    def objective(trial: Any) -> float:
+        trial_started = time.perf_counter()
+        cfg, params = suggest(trial, base, data)
+        stopped = {"reason": ""}
+
+        def stop_check(record: Any) -> Optional[str]:
+            trial.report(record.val["macro"]["auprc"], record.epoch)
+            if time.perf_counter() > deadline:
+                stopped["reason"] = "budget"
+            elif trial.should_prune():
+                stopped["reason"] = "pruned"
+            return stopped["reason"] or None
+
+        try:
+            trial_data = _with_rows(data, cfg)
+            inputs = input_spec(cfg, trial_data)
+            trained = fit_members(cfg, trial_data, inputs, device=device, dist=DistContext(), folder=None,
+                                  epoch_log=EpochLogger(None, trial_data.label_names, quiet=True),
+                                  guard=CollapseGuard(trial_data.label_names, levers=Levers.of(cfg)),
+                                  checkpoints=RunCheckpoints(cfg=cfg, data=trial_data, inputs=inputs), stop_check=stop_check)
+        except UserError as exc:  # a recipe these rows cannot take (e.g. too few neighbours): a failed trial
+            records.append(TrialRecord(trial.number, "failed", params, math.nan, math.nan, 0, 0,
+                                       time.perf_counter() - trial_started))
+            log.info("trial %d failed: %s", trial.number, exc)
+            return float("nan")
+        result = trained.results[0]
+        best_record = next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
+        auprc = float(best_record.val["macro"]["auprc"])
+        f1 = float(best_record.val_tuned["macro"]["f1"])
+        state = stopped["reason"] or "complete"
+        records.append(TrialRecord(trial.number, state, params, auprc, f1, result.best_epoch, len(result.history),
+                                   time.perf_counter() - trial_started))
+        log.info("trial %d (%s): val AUPRC %.4f, tuned F1 %.4f, %s", trial.number, state, auprc, f1, params)
+        if not best or (auprc, f1) > (best["auprc"], best["f1"]):
+            best.update(auprc=auprc, f1=f1, cfg=cfg, data=trial_data, trained=trained, inputs=inputs)
+        if state == "pruned":
+            raise optuna.TrialPruned()
+        return auprc
+
+    def out_of_time(study: Any, trial: Any) -> None:
+        if time.perf_counter() > deadline:
+            study.stop()
+
+    interrupted = False
+    try:
+        study.optimize(objective, n_trials=base.max_trials or None, timeout=max(1.0, deadline - time.perf_counter()),
+                       callbacks=[out_of_time], show_progress_bar=progress, catch=())
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("search interrupted after %d trials: keeping the best so far", len(records))
+    if not best:
+        raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
+    return SearchResult(cfg=best["cfg"], data=best["data"], trained=best["trained"],
+                        checkpoints=RunCheckpoints(cfg=best["cfg"], data=best["data"], inputs=best["inputs"]),
+                        trials=records, seconds=time.perf_counter() - started, interrupted=interrupted)
+
+
+def format_search_markdown(result: SearchResult) -> str:
+    table = result.table().sort_values(["val_auprc", "val_f1_tuned"], ascending=False, na_position="last")
+    lines = [f"# Search ({len(result.trials)} trials, {result.seconds:.0f} s{', interrupted' if result.interrupted else ''})", "",
+             f"Chosen: `{result.cfg.model}` ({result.cfg.resolved_num_embeddings} embeddings), sampling "
+             f"{result.cfg.weight_method if result.cfg.use_weighted_sampling else 'none'}, loss {result.cfg.loss_type}, "
+             f"class weights {result.cfg.class_weight_method} x {result.cfg.class_weight_multiplier:.2f}, more rows "
+             f"{result.cfg.resample}, lr {result.cfg.lr:.2g}, weight decay {result.cfg.weight_decay:.2g}.", "",
+             "Scored on the validation split only (best epoch's macro AUPRC; ties: tuned F1).", ""]
+    columns = list(table.columns)
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for _, row in table.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) and not (isinstance(v, float) and math.isnan(v)) else ("" if isinstance(v, float) else str(v))
+                 for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""--preset auto: the search, its files, its budget, Ctrl-C, and that the test split never reaches it."""
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import predict
+import train_classifier
+from imbalance import auto
+from imbalance.config import parse_config
+from imbalance.demo import make_demo_cohort
+
+SMALL = ["--quiet", "--no_tensorboard", "--baselines", "logistic"]
+
+
+@pytest.fixture(scope="module")
+def cohort_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("auto") / "cohort.csv"
+    make_demo_cohort(n_rows=700, seed=5).drop(columns=["label_heart_failure", "label_stroke", "label_atrial_fibrillation"]).to_csv(
+        path, index=False)
+    return path
+
+
+def _auto(csv: Path, out: Path, *extra) -> int:
+    return train_classifier.main(["--preset", "auto", "--csv_path", str(csv), "--id_col", "patient_id",
+                                  "--output_dir", str(out), *SMALL, *map(str, extra)])
+
+
+def _search_table(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "search.csv").drop(columns=["seconds"])
+
+
+def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohort_csv):
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300) == 0
+    table = pd.read_csv(out / "search.csv")
+    assert len(table) == 3 and set(table["state"]) <= {"complete", "pruned", "budget", "failed"}
+    assert set(table["model"]) <= set(auto.MODEL_CHOICES)
+    config = json.loads((out / "config.json").read_text())
+    best = table.sort_values(["val_auprc", "val_f1_tuned"], ascending=False).iloc[0]
+    chosen = best["model"].partition(":")
+    assert config["preset"] == "auto" and config["model"] == chosen[0]
+    assert config["lr"] == pytest.approx(best["lr"]) and config["early_stop_metric"] == "macro_auprc"
+    assert "Chosen:" in (out / "search.md").read_text()
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["complete"] and ckpt["model_name"] == config["model"] and ckpt["threshold_source"].startswith("tuned")
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test" and "logistic" in report["models"]
+    marker = json.loads((out / "run.json").read_text())
+    assert marker["status"] == "complete" and {"search.csv", "search.md", "analysis.json", "best.pt"} <= set(marker["files"])
+    # predict.py takes it like any run, and reproduces the test predictions
+    expected = pd.read_csv(out / "test_predictions.csv")
+    rows = pd.read_csv(cohort_csv).iloc[expected["row"]]
+    rows.drop(columns=[c for c in rows.columns if c.startswith("label_")]).to_csv(tmp_path / "new.csv", index=False)
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "new.csv"), "--output", str(tmp_path / "p.csv")]) == 0
+    got = pd.read_csv(tmp_path / "p.csv")
+    pd.testing.assert_series_equal(got["label_diabetes_prob"], expected["label_diabetes_prob"], check_exact=False, atol=1e-6)
+
+
+def test_the_test_split_never_reaches_the_search(tmp_path, cohort_csv):
+    first = tmp_path / "first"
+    assert _auto(cohort_csv, first, "--max_trials", 3, "--time_budget", 300) == 0
+    # The split depends only on the labels and the seed: scramble every feature of the test rows.
+    test_rows = pd.read_csv(first / "test_predictions.csv")["row"].to_numpy()
+    frame = pd.read_csv(cohort_csv)
+    features = [c for c in frame.columns if not c.startswith("label_") and c != "patient_id"]
+    scrambled = frame.copy()
+    scrambled.loc[test_rows, features] = frame.loc[test_rows, features].sample(frac=1.0, random_state=3).to_numpy()
+    scrambled.loc[test_rows, "age"] = 200
+    scrambled.to_csv(tmp_path / "scrambled.csv", index=False)
+    second = tmp_path / "second"
+    assert _auto(tmp_path / "scrambled.csv", second, "--max_trials", 3, "--time_budget", 300) == 0
+    pd.testing.assert_frame_equal(_search_table(first), _search_table(second))  # same trials, same validation scores
+    assert json.loads((first / "config.json").read_text())["model"] == json.loads((second / "config.json").read_text())["model"]
+    assert (first / "test_predictions.csv").read_bytes() != (second / "test_predictions.csv").read_bytes()  # the test rows did differ
+
+
+def test_the_budget_holds_within_ten_percent(tmp_path, cohort_csv):
+    out = tmp_path / "run"
+    budget = 20.0
+    started = time.perf_counter()
+    assert _auto(cohort_csv, out, "--time_budget", budget) == 0
+    wall = time.perf_counter() - started
+    seconds = json.loads((out / "metrics.json").read_text())["run"]["seconds"]
+    assert seconds <= 1.1 * budget and wall <= 1.1 * budget + 5  # the run's own clock; the wall adds imports
+    assert len(pd.read_csv(out / "search.csv")) >= 2  # the budget was used for a search
+
+
+def test_ctrl_c_ends_the_search_and_keeps_the_best_trial(tmp_path, cohort_csv, monkeypatch):
+    real = auto.fit_members
+    calls = {"n": 0}
+
+    def third_is_interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "fit_members", third_is_interrupted)
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--time_budget", 300) == 0
+    assert len(pd.read_csv(out / "search.csv")) == 2
+    assert "interrupted" in (out / "search.md").read_text().splitlines()[0]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_auto_is_a_preset_name_and_its_flags_are_checked(capsys):
+    cfg, _ = parse_config(["--preset", "auto", "--time_budget", "30"])
+    assert cfg.preset == "auto" and cfg.time_budget == 30 and cfg.loss_type == "weighted_bce"  # the balanced base
+    assert train_classifier.main(["--preset", "auto", "--time_budget", "0"]) == 2
+    assert "--time_budget must be > 0" in capsys.readouterr().err
