@@ -117,8 +117,10 @@ def main() -> None:
         for seed in seeds if args.baselines != "none" else []:
             # The baselines on each seed's split (the split depends only on the seed), fitted by a
             # one-epoch run of their own so that the models' seconds are their own.
-            report, _ = run_one(["--preset", args.preset, *flags, "--seed", str(seed), *extra,
-                                 "--model", "mlp", "--epochs", "1", "--baselines", args.baselines])
+            # (auto's base preset for them: the same split, without a search of their own)
+            report, _ = run_one(["--preset", "balanced" if args.preset == "auto" else args.preset, *flags, "--seed", str(seed),
+                                 *([] if args.preset == "auto" else extra), "--model", "mlp", "--epochs", "1",
+                                 "--baselines", args.baselines])
             for baseline, metrics in report["models"].items():
                 if baseline != "network":
                     baselines.setdefault(baseline, []).append([metrics["macro"][k] for k in METRICS])
