@@ -19,9 +19,9 @@ from typing import Optional, Sequence
 
 from argparse_dataclass import ArgumentParser
 
-from imbalance.checkpoint import resolve_checkpoint_path
+from imbalance.checkpoint import is_torch_archive, resolve_checkpoint_path
 from imbalance.data import read_table
-from imbalance.errors import UserError
+from imbalance.errors import UserError, exit_code
 from imbalance.files import write_csv
 from imbalance.inference import Predictor
 
@@ -53,7 +53,7 @@ def check_output(output: str, *, inputs: Sequence[Path], overwrite: bool) -> Pat
     for path in inputs:
         if resolved == path.resolve():
             raise UserError(f"--output '{out}' is an input of this command ({path}); write the predictions to another file")
-    if out.suffix == ".pt" or (out.exists() and out.is_file() and _is_checkpoint(out)):
+    if out.suffix == ".pt" or (out.is_file() and is_torch_archive(out)):
         raise UserError(f"--output '{out}' is a checkpoint (or another zip archive); write the predictions to a .csv file")
     if out.is_dir():
         raise UserError(f"--output '{out}' is a folder; name a file inside it, e.g. {out / 'predictions.csv'}")
@@ -63,11 +63,6 @@ def check_output(output: str, *, inputs: Sequence[Path], overwrite: bool) -> Pat
     if out.exists() and not overwrite:
         raise UserError(f"--output '{out}' exists; pass --overwrite to replace it, or choose another file")
     return out
-
-
-def _is_checkpoint(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(4) == b"PK\x03\x04"  # torch.save's zip container
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Path:
@@ -85,12 +80,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run(argv)
-    except UserError as exc:
-        print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code("predict.py", lambda: run(argv))
 
 
 if __name__ == "__main__":

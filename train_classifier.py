@@ -34,10 +34,7 @@ from imbalance.config import AUTO_PRESET, TrainConfig, parse_config
 from imbalance.distributed import DistContext, init_distributed
 from imbalance.errors import UserError
 from imbalance.files import write_csv, write_json, write_text
-from imbalance.pipeline import (
-    RunCheckpoints, fit_members, input_spec, predict_parts, prepare_data, resolve_device, score_models, tune_thresholds,
-    write_outputs,
-)
+from imbalance.pipeline import RunCheckpoints, fit_members, input_spec, prepare_data, resolve_device, score_and_save
 from imbalance.reporting import CollapseGuard, EpochLogger, Levers, compare_reports, format_comparison_markdown, format_label_table
 from imbalance.run_folder import RunFolder
 from imbalance.synthetic_quality import gate_failures, report_markdown
@@ -116,17 +113,13 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
         write_json(folder.file("config.json"), chosen.to_dict())
         write_csv(folder.file("search.csv"), result.table(), index=False)
         write_text(folder.file("search.md"), format_search_markdown(result))
-        prob = predict_parts(result.trained, result.data, device=device, amp=chosen.amp)
-        thresholds, source = tune_thresholds(chosen, result.data.labels["val"], prob["val"])
-        scored = score_models(chosen, result.data, prob, thresholds)
-        epoch_log = EpochLogger(None, result.data.label_names, quiet=True)
-        report = write_outputs(chosen, result.data, result.trained, result.checkpoints, prob=prob, thresholds=thresholds,
-                               source=source, scored=scored, guard=CollapseGuard(result.data.label_names, levers=Levers.of(chosen)),
-                               epoch_log=epoch_log, started=started, folder=folder)
+        report, source = score_and_save(
+            chosen, result.data, result.trained, result.checkpoints, device=device,
+            guard=CollapseGuard(result.data.label_names, levers=Levers.of(chosen)),
+            epoch_log=EpochLogger(None, result.data.label_names, quiet=True), started=started, folder=folder)
     print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {chosen.model} "
           f"({chosen.resolved_num_embeddings} embeddings), see search.md; thresholds {source}; scored on the {report['split']} split")
-    for model_name, metrics in scored.items():
-        print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
+    print_tables(report)
     print(f"\nrun folder: {folder.path}  (best.pt, metrics.json, report.md, search.md, config.json)")
     return report
 
@@ -202,19 +195,15 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
         dist.close()
         return {}
 
-    prob = predict_parts(trained, data, device=device, amp=cfg.amp)
-    thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"])
-    scored = score_models(cfg, data, prob, thresholds)
-    report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
-                           guard=guard, epoch_log=epoch_log, started=started, folder=folder)
+    report, source = score_and_save(cfg, data, trained, checkpoints, device=device, guard=guard, epoch_log=epoch_log,
+                                    started=started, folder=folder)
     epoch_log.close()
 
     run_info = report["run"]
     print(f"\nbest epoch {run_info['best_epoch']} of {run_info['epochs_run']}"
           + (f" (members: {[m['best_epoch'] for m in run_info['members']]})" if cfg.ensemble > 1 else "")
           + f"; thresholds {source}; scored on the {report['split']} split")
-    for model_name, metrics in scored.items():
-        print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
+    print_tables(report)
     collapsed = report["collapsed"]
     if collapsed["final"] or collapsed["during_training"]:
         print(f"\ncollapsed labels: final {collapsed['final'] or 'none'}; during training {collapsed['during_training'] or 'none'}")
@@ -222,6 +211,11 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
     dist.barrier()
     dist.close()
     return report
+
+
+def print_tables(report: dict) -> None:
+    for model_name, metrics in report["models"].items():
+        print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
 
 
 def check_synthetic_rows(cfg: TrainConfig, data, folder: Optional[RunFolder], epoch_log: EpochLogger) -> None:

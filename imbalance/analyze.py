@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .errors import UserError
+from .errors import exit_code
 
 __all__ = ["LabelAnalysis", "Analysis", "analyze", "severity", "format_analysis", "main"]
 
@@ -193,14 +193,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .config import parse_config
     from .pipeline import analyze_data
 
-    try:
+    def run() -> None:
         cfg, _ = parse_config(argv, prog="python -m imbalance.analyze")
         logging.basicConfig(level=logging.WARNING, format="%(message)s", force=True)
         print(format_analysis(analyze_data(cfg)))
-    except UserError as exc:
-        print(f"python -m imbalance.analyze: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code("python -m imbalance.analyze", run)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,11 @@ def format_search_markdown(result: SearchResult) -> str:
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))
     for _, row in table.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) and not (isinstance(v, float) and math.isnan(v)) else ("" if isinstance(v, float) else str(v))
-                 for v in row.tolist()]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row.tolist()) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"  # NaN: a setting this trial did not use
+    return str(value)

@@ -14,7 +14,6 @@ fields do not fit together, is refused in one line.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -23,9 +22,12 @@ import torch
 from .errors import UserError
 from .files import save_torch
 
-__all__ = ["FORMAT_VERSION", "build_checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_path"]
+__all__ = ["FORMAT_VERSION", "build_checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_path",
+           "is_torch_archive"]
 
 FORMAT_VERSION = 2  # 2: model settings + input spec, a list of member weights, blocked feature encoding
+# How torch's safe loader begins the message when a file holds objects beyond tensors and plain data.
+_UNSAFE_MARK = "Weights only load failed"
 _REQUIRED = ("format_version", "model_name", "model_settings", "inputs", "members", "preprocessing", "label_names", "thresholds")
 
 
@@ -94,14 +96,13 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     path = resolve_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)  # plain data only, no pickled objects
-    except pickle.UnpicklingError:
-        # torch's own message advises loading with weights_only=False, which would run the file's code.
-        if not _is_zip(path):  # torch.save writes a zip archive; anything else is not ours
+    except Exception as exc:  # torch raises several types for foreign, corrupt or unsafe files
+        if not is_torch_archive(path):  # torch.save writes a zip archive; anything else is not ours
             raise UserError(f"{path}: not a readable checkpoint (not a file written by torch.save); "
                             "use a checkpoint written by train_classifier.py") from None
-        raise UserError(f"{path}: refused: the file holds pickled Python objects, not only tensors and plain data, "
-                        "and loading it could run code; use a checkpoint written by train_classifier.py") from None
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        if _UNSAFE_MARK in str(exc):  # torch's own advice here would be a loading mode that runs the file's code
+            raise UserError(f"{path}: refused: the file holds pickled Python objects, not only tensors and plain data, "
+                            "and loading it could run code; use a checkpoint written by train_classifier.py") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("format_version"), int) and ckpt["format_version"] < FORMAT_VERSION:
@@ -121,7 +122,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return ckpt
 
 
-def _is_zip(path: Path) -> bool:
+def is_torch_archive(path: Path) -> bool:
+    """Whether the file starts like torch.save's output (a zip archive)."""
     with path.open("rb") as handle:
         return handle.read(4) == b"PK\x03\x04"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["write_atomic", "write_text", "write_json", "write_csv", "save_torch", "ordinary_mode", "temp_pattern"]
+__all__ = ["write_atomic", "write_text", "write_json", "write_csv", "save_torch", "ordinary_mode", "temp_pattern", "json_default"]
 
 
 def ordinary_mode() -> int:
@@ -61,7 +61,8 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -75,7 +76,7 @@ def _json_default(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Indented JSON; NaN and infinities are written as JSON's NaN / Infinity (Python reads them back)."""
-    return write_text(path, json.dumps(payload, indent=2, allow_nan=True, default=_json_default) + "\n")
+    return write_text(path, json.dumps(payload, indent=2, allow_nan=True, default=json_default) + "\n")
 
 
 def write_csv(path: str | Path, frame: Any, **to_csv: Any) -> Path:

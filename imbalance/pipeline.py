@@ -9,6 +9,8 @@
     score_models      the network and the baselines on the held-out split
     write_outputs     best.pt, metrics.json, report.md, test_predictions.csv, TensorBoard's last entries
 
+``score_and_save`` runs the last three in order (every run ends with it, a search's too).
+
 Every consumer (resamplers, generators' quality report, baselines, the model, the checkpoint)
 reads the same :class:`~imbalance.preprocessing.EncodedRows`, made once in ``prepare_data``.
 """
@@ -67,6 +69,7 @@ __all__ = [
     "tune_thresholds",
     "score_models",
     "write_outputs",
+    "score_and_save",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,10 +211,11 @@ def input_spec(cfg: TrainConfig, data: PreparedData) -> InputSpec:
                      n_labels=len(data.label_names), num_embeddings=kind, d_embedding=cfg.d_embedding, bins=bins)
 
 
-def log_label_summary(cfg: TrainConfig, names: list[str], y_train: np.ndarray, class_weights: np.ndarray) -> None:
-    """Prevalence, expected positive share per batch and class weight, per label."""
-    weights = row_weights(y_train, cfg.weight_method) if cfg.use_weighted_sampling else None
-    share = expected_positive_share(y_train, weights)
+def log_label_summary(cfg: TrainConfig, names: list[str], y_train: np.ndarray, class_weights: np.ndarray,
+                      sample_weights: Optional[np.ndarray]) -> None:
+    """Prevalence, expected positive share per batch (under the sampler's row weights, if any)
+    and class weight, per label."""
+    share = expected_positive_share(y_train, sample_weights)
     sampling = f"weighted sampling '{cfg.weight_method}'" if cfg.use_weighted_sampling else "uniform shuffling"
     log.info("label summary (training split, %s, class weights '%s' x %g, loss %s):",
              sampling, cfg.class_weight_method, cfg.class_weight_multiplier, cfg.loss_type)
@@ -340,7 +344,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
     sampled = row_weights(data.labels["train"], cfg.weight_method) if cfg.use_weighted_sampling else None
     class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names,
                                           sample_weights=sampled)
-    log_label_summary(cfg, names, data.labels["train"], class_weights)
+    log_label_summary(cfg, names, data.labels["train"], class_weights, sampled)
     tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
                for part in ("train", "val")}
     resume = ResumePoint.load(Path(cfg.resume)) if cfg.resume is not None else None
@@ -428,6 +432,19 @@ def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarra
         base_thr, _ = tune_thresholds(cfg, data.labels["val"], scores["val"])
         scored[baseline] = label_metrics(data.labels[split], scores[split], base_thr, names)
     return scored
+
+
+def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
+                   device: torch.device, guard: CollapseGuard, epoch_log: EpochLogger, started: float,
+                   folder: RunFolder) -> tuple[dict[str, Any], str]:
+    """The end of every run: predict validation and report splits, tune thresholds, score the
+    network and the baselines, write the outputs. Returns the report and the thresholds' source."""
+    prob = predict_parts(trained, data, device=device, amp=cfg.amp)
+    thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"])
+    scored = score_models(cfg, data, prob, thresholds)
+    report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
+                           guard=guard, epoch_log=epoch_log, started=started, folder=folder)
+    return report, source
 
 
 def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,

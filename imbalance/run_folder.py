@@ -177,8 +177,7 @@ class RunFolder:
         if resume and self.earlier is not None:
             for name in self.earlier["files"]:  # temporary files of writes a kill cut short
                 if _own_entry(self.path, name) is not None:
-                    for stale in self.path.glob(temp_pattern(name)):
-                        stale.unlink(missing_ok=True)
+                    _remove_temporary(self.path, name)
             self.record = dict(self.earlier)
             self.record.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed=_now(),
                                resumes=int(self.earlier.get("resumes", 0)) + 1)
@@ -274,6 +273,10 @@ def _remove_listed(folder: Path, record: dict[str, Any]) -> int:
             else:  # a folder of the run's own (tensorboard)
                 shutil.rmtree(target)
                 removed += 1
-        for stale in folder.glob(temp_pattern(name)):
-            stale.unlink(missing_ok=True)
+        _remove_temporary(folder, name)
     return removed
+
+
+def _remove_temporary(folder: Path, name: str) -> None:
+    for stale in folder.glob(temp_pattern(name)):
+        stale.unlink(missing_ok=True)

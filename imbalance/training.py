@@ -21,6 +21,7 @@ from torch import nn
 from .distributed import DistContext
 from .early_stopping import EARLY_STOP_METRICS, EarlyStopping
 from .errors import UserError
+from .files import json_default
 from .losses import ElementwiseLoss
 from .metrics import label_reports
 from .optim_step import OptimizerStep
@@ -118,19 +119,11 @@ class EpochRecord:
 
     def to_json(self) -> str:
         """The whole record as JSON (kept in last.pt for --resume: plain text loads with weights_only)."""
-        return json.dumps(dataclasses.asdict(self), allow_nan=True, default=_plain)
+        return json.dumps(dataclasses.asdict(self), allow_nan=True, default=json_default)
 
     @classmethod
     def from_json(cls, text: str) -> "EpochRecord":
         return cls(**json.loads(text))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")

@@ -167,6 +167,13 @@ def _expand(args: list[str], world: Path) -> list[str]:
     return [a.replace("{w}", str(world)) for a in args]
 
 
+def _exit_code(main, argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's own exit, after its one line
+        return exc.code
+
+
 def _check(capsys, code: int, fragments: list[str], world: Path, before: dict[str, bytes]) -> None:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -188,11 +195,7 @@ def test_train_classifier_bad_input(case, world, capsys, monkeypatch):
     if "--resume" not in argv:
         argv += QUIET
     before = _snapshot(world)
-    try:
-        code = train_classifier.main(argv)
-    except SystemExit as exc:  # argparse's own exit, after its one line
-        code = exc.code
-    _check(capsys, code, fragments, world, before)
+    _check(capsys, _exit_code(train_classifier.main, argv), fragments, world, before)
 
 
 @pytest.mark.parametrize("case", sorted(PREDICT_CASES))
@@ -205,11 +208,7 @@ def test_predict_bad_input(case, world, capsys, monkeypatch):
         if flag not in argv:
             argv += [flag, value]
     before = _snapshot(world)
-    try:
-        code = predict.main(argv)
-    except SystemExit as exc:  # argparse's own exit, after its one line
-        code = exc.code
-    _check(capsys, code, fragments, world, before)
+    _check(capsys, _exit_code(predict.main, argv), fragments, world, before)
 
 
 def test_the_suite_is_large_enough():

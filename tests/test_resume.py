@@ -84,14 +84,16 @@ def test_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path, interrupt_
 def test_an_interruption_after_training_resumes_to_the_same_outputs(tmp_path, monkeypatch):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert _train(*BASE, "--output_dir", whole) == 0
-    real = train_classifier.score_models
+    from imbalance import pipeline
+
+    real = pipeline.score_models
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_classifier, "score_models", interrupted)
+    monkeypatch.setattr(pipeline, "score_models", interrupted)
     assert _train(*BASE, "--output_dir", cut) == 130
-    monkeypatch.setattr(train_classifier, "score_models", real)
+    monkeypatch.setattr(pipeline, "score_models", real)
     assert _train("--resume", cut, "--quiet") == 0
     _assert_same_run(whole, cut)
 
