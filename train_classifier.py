@@ -117,8 +117,11 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
             chosen, result.data, result.trained, result.checkpoints, device=device,
             guard=CollapseGuard(result.data.label_names, levers=Levers.of(chosen)),
             epoch_log=EpochLogger(None, result.data.label_names, quiet=True), started=started, folder=folder)
-    print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {chosen.model} "
-          f"({chosen.resolved_num_embeddings} embeddings), see search.md; thresholds {source}; scored on the {report['split']} split")
+    members = report["run"]["members"]
+    final = (f"an average of {len(members)} trials' models ({', '.join(m['model'] for m in members)})" if len(members) > 1
+             else f"{chosen.model} ({chosen.resolved_num_embeddings} embeddings)")
+    print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {final}, see search.md; "
+          f"thresholds {source}; scored on the {report['split']} split")
     print_tables(report)
     print(f"\nrun folder: {folder.path}  (best.pt, metrics.json, report.md, search.md, config.json)")
     return report

@@ -18,8 +18,10 @@ whose AUPRC is below the median of earlier trials at the same epoch, and the bud
 last one at its deadline (keeping its best epoch). The best trial's trained model becomes the
 run: thresholds tuned on validation, scored once on the test split, saved as an ordinary run
 folder (``best.pt``, ``metrics.json``, ...) whose ``config.json`` is the chosen configuration,
-with ``search.csv`` and ``search.md`` listing every trial. Ctrl-C ends the search and keeps the
-best trial so far.
+with ``search.csv`` and ``search.md`` listing every trial. With ``--ensemble_top K`` the trained
+models of the K best trials (by the same validation score) are averaged instead, in one
+checkpoint that holds each member's model; the thresholds are tuned on the average. Ctrl-C ends
+the search and keeps the best trial(s) so far.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import pandas as pd
@@ -38,10 +40,11 @@ from .augmentation import augment_training_split
 from .config import TrainConfig
 from .distributed import DistContext
 from .errors import UserError
-from .pipeline import PreparedData, RunCheckpoints, TrainedModels, fit_members, input_spec
+from .metrics import label_metrics
+from .pipeline import PreparedData, RunCheckpoints, TrainedModels, fit_members, input_spec, predict_parts
 from .reporting import CollapseGuard, EpochLogger, Levers
 
-__all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
+__all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "Finalist", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +70,32 @@ class TrialRecord:
 
 
 @dataclass
-class SearchResult:
-    cfg: TrainConfig  # the chosen configuration, as an ordinary run's config
-    data: PreparedData  # the prepared data as the chosen trial trained on it (its augmentation)
+class Finalist:
+    """A trial kept for the final model: its configuration and trained model."""
+
+    record: TrialRecord
+    cfg: TrainConfig
+    data: PreparedData
     trained: TrainedModels
+    inputs: Any
+
+    @property
+    def rank_key(self) -> tuple[float, float, int]:
+        """Validation AUPRC, then tuned F1; of equals, the earlier trial."""
+        return (self.record.val_auprc, self.record.val_f1_tuned, -self.record.number)
+
+
+@dataclass
+class SearchResult:
+    cfg: TrainConfig  # the chosen configuration, as an ordinary run's config (the best trial's)
+    data: PreparedData  # the prepared data as the best trial trained on it (its augmentation)
+    trained: TrainedModels  # the best trial's model, or the K best trials' models (--ensemble_top)
     checkpoints: RunCheckpoints
     trials: list[TrialRecord]
     seconds: float
     interrupted: bool = False
+    chosen: list[int] = field(default_factory=list)  # the trial numbers in the final model
+    ensemble_val_auprc: Optional[float] = None  # --ensemble_top: the averaged models' validation macro AUPRC
 
     def table(self) -> pd.DataFrame:
         rows = [{"trial": t.number, "state": t.state, **t.params, "val_auprc": t.val_auprc, "val_f1_tuned": t.val_f1_tuned,
@@ -139,7 +160,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
     records: list[TrialRecord] = []
-    best: dict[str, Any] = {}
+    finalists: list[Finalist] = []  # the best base.ensemble_top trials so far, best first
 
     def objective(trial: Any) -> float:
         trial_started = time.perf_counter()
@@ -171,11 +192,14 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         auprc = float(best_record.val["macro"]["auprc"])
         f1 = float(best_record.val_tuned["macro"]["f1"])
         state = stopped["reason"] or "complete"
-        records.append(TrialRecord(trial.number, state, params, auprc, f1, result.best_epoch, len(result.history),
-                                   time.perf_counter() - trial_started))
+        record = TrialRecord(trial.number, state, params, auprc, f1, result.best_epoch, len(result.history),
+                             time.perf_counter() - trial_started)
+        records.append(record)
         log.info("trial %d (%s): val AUPRC %.4f, tuned F1 %.4f, %s", trial.number, state, auprc, f1, params)
-        if not best or (auprc, f1) > (best["auprc"], best["f1"]):
-            best.update(auprc=auprc, f1=f1, cfg=cfg, data=trial_data, trained=trained, inputs=inputs)
+        if not math.isnan(auprc):
+            finalists.append(Finalist(record, cfg, trial_data, trained, inputs))
+            finalists.sort(key=lambda f: f.rank_key, reverse=True)
+            del finalists[base.ensemble_top:]  # the others' models are not needed any more
         if state == "pruned":
             raise optuna.TrialPruned()
         return auprc
@@ -191,21 +215,58 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
     except KeyboardInterrupt:
         interrupted = True
         log.warning("search interrupted after %d trials: keeping the best so far", len(records))
-    if not best:
+    if not finalists:
         raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
-    return SearchResult(cfg=best["cfg"], data=best["data"], trained=best["trained"],
-                        checkpoints=RunCheckpoints(cfg=best["cfg"], data=best["data"], inputs=best["inputs"]),
-                        trials=records, seconds=time.perf_counter() - started, interrupted=interrupted)
+    if len(finalists) < base.ensemble_top:
+        log.warning("--ensemble_top %d: only %d trial(s) finished within the budget; averaging those", base.ensemble_top,
+                    len(finalists))
+    result = _final_model(base, finalists, device=device)
+    result.trials, result.interrupted = records, interrupted
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -> SearchResult:
+    """The best trial's model, or with ``--ensemble_top`` the average of the finalists' models
+    (the best trial's configuration and data describe the run; every member keeps its own model)."""
+    best = finalists[0]
+    cfg = replace(best.cfg, ensemble_top=base.ensemble_top)
+    if len(finalists) == 1:
+        return SearchResult(cfg=cfg, data=best.data, trained=best.trained, chosen=[best.record.number], trials=[], seconds=0.0,
+                            checkpoints=RunCheckpoints(cfg=cfg, data=best.data, inputs=best.inputs))
+    trained = TrainedModels(
+        members=[m for f in finalists for m in f.trained.members], results=[r for f in finalists for r in f.trained.results],
+        about=[{"trial": f.record.number, "model": f.cfg.model, "num_embeddings": f.inputs.num_embeddings, "seed": f.cfg.seed,
+                **f.record.params, "val_auprc": f.record.val_auprc} for f in finalists],
+    )
+    # The members trained on different rows (each trial its own extra minority rows); scoring
+    # reads only the validation and test rows, which every trial shares.
+    data = replace(best.data, augmented=None)
+    prob = predict_parts(trained, data, device=device, amp=cfg.amp)
+    ensemble_auprc = float(label_metrics(data.labels["val"], prob["val"], 0.5, data.label_names)["macro"]["auprc"])
+    log.info("ensemble of trials %s: validation macro AUPRC %.4f (best single trial %.4f)",
+             [f.record.number for f in finalists], ensemble_auprc, best.record.val_auprc)
+    return SearchResult(
+        cfg=cfg, data=data, trained=trained, trials=[], seconds=0.0, chosen=[f.record.number for f in finalists],
+        ensemble_val_auprc=ensemble_auprc,
+        checkpoints=RunCheckpoints(cfg=cfg, data=data, inputs=best.inputs,
+                                   member_models=[RunCheckpoints.model_of(f.cfg, f.inputs) for f in finalists]),
+    )
 
 
 def format_search_markdown(result: SearchResult) -> str:
     table = result.table().sort_values(["val_auprc", "val_f1_tuned"], ascending=False, na_position="last")
+    best = result.cfg
     lines = [f"# Search ({len(result.trials)} trials, {result.seconds:.0f} s{', interrupted' if result.interrupted else ''})", "",
-             f"Chosen: `{result.cfg.model}` ({result.cfg.resolved_num_embeddings} embeddings), sampling "
-             f"{result.cfg.weight_method if result.cfg.use_weighted_sampling else 'none'}, loss {result.cfg.loss_type}, "
-             f"class weights {result.cfg.class_weight_method} x {result.cfg.class_weight_multiplier:.2f}, more rows "
-             f"{result.cfg.resample}, lr {result.cfg.lr:.2g}, weight decay {result.cfg.weight_decay:.2g}.", "",
-             "Scored on the validation split only (best epoch's macro AUPRC; ties: tuned F1).", ""]
+             f"Best trial ({result.chosen[0]}): `{best.model}` ({best.resolved_num_embeddings} embeddings), sampling "
+             f"{best.weight_method if best.use_weighted_sampling else 'none'}, loss {best.loss_type}, "
+             f"class weights {best.class_weight_method} x {best.class_weight_multiplier:.2f}, more rows "
+             f"{best.resample}, lr {best.lr:.2g}, weight decay {best.weight_decay:.2g}.", ""]
+    if len(result.chosen) > 1:
+        lines += [f"The final model averages the {len(result.chosen)} best trials ({', '.join(map(str, result.chosen))}; "
+                  f"--ensemble_top {best.ensemble_top}): validation macro AUPRC {result.ensemble_val_auprc:.4f} "
+                  f"(best single trial {table['val_auprc'].max():.4f}).", ""]
+    lines += ["Scored on the validation split only (best epoch's macro AUPRC; ties: tuned F1).", ""]
     columns = list(table.columns)
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))

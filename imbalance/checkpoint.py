@@ -1,8 +1,10 @@
 """Self-contained checkpoints: plain data only, so ``torch.load(path, weights_only=True)`` works.
 
-A checkpoint holds the model's name, its settings and input spec (``models.InputSpec``: feature
-counts, category cardinalities, numeric-embedding bins), the weights of every member of a seed
-ensemble (one member unless ``--ensemble``), the full resolved training config, the
+A checkpoint holds the weights of every member (one unless ``--ensemble`` or ``--ensemble_top``)
+and, for each, its model's name, settings and input spec (``models.InputSpec``: feature counts,
+category cardinalities, numeric-embedding bins) in ``member_models``: a seed ensemble repeats one
+model, an ``--ensemble_top`` ensemble holds different ones. The first member's model is also at
+the top level (``model_name``, ``model_settings``, ``inputs``). Then the full resolved training config, the
 preprocessing state, label names, decision thresholds, metrics, the epoch and a
 ``format_version`` and ``complete``: False in the checkpoints written while a run trains (they
 hold the default 0.5 thresholds), True in the final ``best.pt``. ``last.pt`` adds what
@@ -23,9 +25,13 @@ from .errors import UserError
 from .files import save_torch
 
 __all__ = ["FORMAT_VERSION", "build_checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_path",
-           "is_torch_archive"]
+           "is_torch_archive", "member_models"]
 
-FORMAT_VERSION = 2  # 2: model settings + input spec, a list of member weights, blocked feature encoding
+# 2: model settings + input spec, a list of member weights, blocked feature encoding;
+# 3: member_models, the model of every member (members may be different models)
+FORMAT_VERSION = 3
+OLDEST_READABLE = 2  # a format-2 checkpoint is read as a format-3 one whose members share the top-level model
+_MODEL_KEYS = ("model_name", "model_settings", "inputs")
 # How torch's safe loader begins the message when a file holds objects beyond tensors and plain data.
 _UNSAFE_MARK = "Weights only load failed"
 _REQUIRED = ("format_version", "model_name", "model_settings", "inputs", "members", "preprocessing", "label_names", "thresholds")
@@ -48,13 +54,22 @@ def build_checkpoint(
     optimizer_state: Optional[Mapping[str, Any]] = None,
     complete: bool = True,
     resume: Optional[Mapping[str, Any]] = None,
+    member_models: Optional[Sequence[Mapping[str, Any]]] = None,
 ) -> dict[str, Any]:
+    """``member_models``: one ``{model_name, model_settings, inputs}`` per member; by default every
+    member is the top-level model (a seed ensemble)."""
+    top = {"model_name": model_name, "model_settings": dict(model_settings), "inputs": dict(inputs)}
+    described = [dict(top) for _ in members] if member_models is None else [
+        {"model_name": m["model_name"], "model_settings": dict(m["model_settings"]), "inputs": dict(m["inputs"])} for m in member_models]
+    if len(described) != len(members):
+        raise ValueError(f"{len(described)} member models for {len(members)} members")
     ckpt = {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
         "model_settings": dict(model_settings),
         "inputs": dict(inputs),
         "members": [{k: v.detach().cpu().clone() for k, v in state.items()} for state in members],
+        "member_models": described,
         "train_config": dict(train_config),
         "preprocessing": dict(preprocessing),
         "label_names": list(label_names),
@@ -105,15 +120,18 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                             "and loading it could run code; use a checkpoint written by train_classifier.py") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable checkpoint ({first[:200]})") from None
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("format_version"), int) and ckpt["format_version"] < FORMAT_VERSION:
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("format_version"), int) and ckpt["format_version"] < OLDEST_READABLE:
         raise UserError(f"{path}: checkpoint format {ckpt['format_version']} was written by an older toolkit; "
-                        f"this one reads format {FORMAT_VERSION}: retrain the model")
+                        f"this one reads formats {OLDEST_READABLE} to {FORMAT_VERSION}: retrain the model")
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in _REQUIRED):
         raise UserError(f"{path}: not a checkpoint written by this toolkit (keys missing)")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise UserError(
             f"{path}: checkpoint format {ckpt['format_version']} is newer than this toolkit reads ({FORMAT_VERSION}); upgrade the toolkit"
         )
+    if ckpt["format_version"] == 2:
+        ckpt["member_models"] = [{key: ckpt[key] for key in _MODEL_KEYS} for _ in ckpt["members"]] \
+            if isinstance(ckpt["members"], list) else []
     check_fields(ckpt, path)
     if not ckpt.get("complete", True) and not allow_incomplete:
         raise UserError(f"{path}: this checkpoint is from a run that did not complete: it holds epoch {ckpt.get('epoch', '?')} "
@@ -145,8 +163,21 @@ def check_fields(ckpt: Mapping[str, Any], path: str | Path) -> None:
         raise bad("no model weights")
     if not all(isinstance(v, torch.Tensor) for m in members for v in m.values()):
         raise bad("model weights that are not tensors")
-    for key in ("model_settings", "inputs", "preprocessing"):
-        if not isinstance(ckpt[key], dict):
-            raise bad(f"{key} is not a table")
-    if not isinstance(ckpt["model_name"], str):
-        raise bad("model_name is not a name")
+    if not isinstance(ckpt["preprocessing"], dict):
+        raise bad("preprocessing is not a table")
+    described = ckpt.get("member_models")
+    if not isinstance(described, list) or len(described) != len(members):
+        raise bad(f"{len(described) if isinstance(described, list) else 'no'} member models for {len(members)} members")
+    for model in [ckpt, *described]:
+        if not isinstance(model, dict) or not all(key in model for key in _MODEL_KEYS):
+            raise bad("a member without its model's name, settings and inputs")
+        for key in ("model_settings", "inputs"):
+            if not isinstance(model[key], dict):
+                raise bad(f"{key} is not a table")
+        if not isinstance(model["model_name"], str):
+            raise bad("model_name is not a name")
+
+
+def member_models(ckpt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each member's ``{model_name, model_settings, inputs}`` (a checked checkpoint's)."""
+    return [dict(m) for m in ckpt["member_models"]]

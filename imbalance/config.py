@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+AUTO_PRESET, AUTO_BASE = "auto", "balanced"  # --preset auto searches over the balanced preset
 _MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit; every member's seed must fit
 
 
@@ -162,6 +163,7 @@ class TrainConfig:
     # -- --preset auto -----------------------------------------------------------------------
     time_budget: float = _opt(600.0, "--preset auto: seconds for the whole run, search and final scoring (held within 10 percent)")
     max_trials: int = _opt(0, "--preset auto: stop the search after this many trials (0 = as many as the budget allows)")
+    ensemble_top: int = _opt(1, "--preset auto: average the models of the K best trials (different models and recipes) in one checkpoint")
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -214,6 +216,9 @@ class TrainConfig:
              f"--seed must be an integer in [0, {_MAX_SEED - self.ensemble + 1}], got {self.seed}")
         need(self.time_budget > 0, f"--time_budget must be > 0 seconds, got {self.time_budget}")
         need(self.max_trials >= 0, f"--max_trials must be >= 0, got {self.max_trials}")
+        need(self.ensemble_top >= 1, f"--ensemble_top must be >= 1, got {self.ensemble_top}")
+        need(self.ensemble_top == 1 or self.preset == AUTO_PRESET,
+             "--ensemble_top averages the best trials of a search: use it with --preset auto (or --ensemble N for one model)")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
         need(isinstance(self.model_args, dict), f"--model_args must be key=value pairs, got {self.model_args!r}")
         try:
@@ -304,8 +309,6 @@ def parse_model_args(text: str) -> dict[str, Any]:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _FILE_ONLY_FORBIDDEN = {"preset", "config"}
 
-
-AUTO_PRESET, AUTO_BASE = "auto", "balanced"
 
 
 def available_presets() -> list[str]:

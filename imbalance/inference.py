@@ -11,7 +11,7 @@ import torch
 
 from models import create_model
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, member_models
 from .errors import UserError
 from .preprocessing import TabularPreprocessor
 from .training import TensorRows, predict_proba
@@ -56,10 +56,11 @@ class Predictor:
         except Exception as exc:
             raise UserError(f"{source}: damaged checkpoint: its preprocessing state does not load ({_first_line(exc)}); "
                             "use the run's own best.pt or train again") from None
-        self.models = []  # one per member of a seed ensemble; their probabilities are averaged
-        for state in checkpoint["members"]:
+        self.models = []  # one per member (a seed ensemble, or --ensemble_top's models); probabilities are averaged
+        described = member_models(checkpoint)
+        for state, spec in zip(checkpoint["members"], described):
             try:
-                model = create_model(checkpoint["model_name"], inputs=checkpoint["inputs"], settings=checkpoint["model_settings"])
+                model = create_model(spec["model_name"], inputs=spec["inputs"], settings=spec["model_settings"])
                 model.load_state_dict(state)
             except UserError as exc:
                 raise UserError(f"{source}: damaged checkpoint: {exc}") from None
@@ -67,10 +68,10 @@ class Predictor:
                 raise UserError(f"{source}: damaged checkpoint: its model does not match its weights ({_first_line(exc)}); "
                                 "use the run's own best.pt or train again") from None
             self.models.append(model.to(self.device).eval())
-        n_labels = checkpoint["inputs"].get("n_labels")
+        n_labels = {spec["inputs"].get("n_labels") for spec in described}
         width = len(self.preprocessor.input_columns)
-        if n_labels != len(self.label_names) or not width:
-            raise UserError(f"{source}: damaged checkpoint: the model predicts {n_labels} labels for {len(self.label_names)} label "
+        if n_labels != {len(self.label_names)} or not width:
+            raise UserError(f"{source}: damaged checkpoint: the model predicts {'/'.join(map(str, sorted(n_labels, key=str)))} labels for {len(self.label_names)} label "
                             "names; use the run's own best.pt or train again")
 
     @classmethod

@@ -260,12 +260,19 @@ class RunCheckpoints:
     cfg: TrainConfig
     data: PreparedData
     inputs: InputSpec
+    # --ensemble_top: each member's {model_name, model_settings, inputs}; None: every member is cfg's model
+    member_models: Optional[list[dict[str, Any]]] = None
+
+    @classmethod
+    def model_of(cls, cfg: TrainConfig, inputs: InputSpec) -> dict[str, Any]:
+        """A member's model as a checkpoint describes it."""
+        return {"model_name": cfg.model, "model_settings": dataclasses.asdict(cfg.model_settings), "inputs": inputs.to_dict()}
 
     def build(self, members: list[dict[str, torch.Tensor]], *, epoch: int, thresholds: Any, source: str,
               metrics: dict[str, Any], complete: bool = False, **resume_state: Any) -> dict[str, Any]:
+        top = self.model_of(self.cfg, self.inputs)
         return build_checkpoint(
-            model_name=self.cfg.model, model_settings=dataclasses.asdict(self.cfg.model_settings),
-            inputs=self.inputs.to_dict(), members=members, train_config=self.cfg.to_dict(),
+            **top, members=members, member_models=self.member_models, train_config=self.cfg.to_dict(),
             preprocessing=self.data.preprocessor.state_dict(), label_names=self.data.label_names,
             id_col=self.data.table.id_col, thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics,
             complete=complete, **resume_state,
@@ -274,10 +281,13 @@ class RunCheckpoints:
 
 @dataclass
 class TrainedModels:
-    """The members of the run (one unless ``--ensemble``), each at its best epoch's weights."""
+    """The members of the run (one unless ``--ensemble`` or ``--ensemble_top``), each at its best
+    epoch's weights. ``about``: what the report says of each member beyond its training (by
+    default its seed; an ``--ensemble_top`` member's trial, model and recipe)."""
 
     members: list[nn.Module]
     results: list[FitResult]
+    about: Optional[list[dict[str, Any]]] = None
 
     @property
     def states(self) -> list[dict[str, torch.Tensor]]:
@@ -463,10 +473,12 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
             "output_dir": str(folder.path), "source": data.table.source, "labels": names,
             "rows": {p: int(len(r)) for p, r in data.splits.items()},
             "model": cfg.model, "model_settings": dataclasses.asdict(cfg.model_settings),
-            "num_embeddings": checkpoints.inputs.num_embeddings, "ensemble": cfg.ensemble,
+            "num_embeddings": checkpoints.inputs.num_embeddings, "ensemble": len(trained.results),
             "best_epoch": first.best_epoch, "epochs_run": len(first.history), "stopped_early": first.stopped_early,
-            "members": [{"member": i, "seed": cfg.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history),
-                         "stopped_early": r.stopped_early, "best_score": r.best_score} for i, r in enumerate(trained.results)],
+            "members": [{"member": i, **about, "best_epoch": r.best_epoch, "epochs_run": len(r.history),
+                         "stopped_early": r.stopped_early, "best_score": r.best_score}
+                        for i, (r, about) in enumerate(zip(trained.results, trained.about or
+                                                           [{"seed": cfg.seed + i} for i in range(len(trained.results))]))],
             "early_stop_metric": cfg.early_stop_metric, "best_score": first.best_score,
             "optimize_thresholds": cfg.optimize_thresholds, "threshold_metric": cfg.threshold_metric,
             "seconds": round(time.perf_counter() - started, 2),

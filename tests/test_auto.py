@@ -45,7 +45,7 @@ def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohor
     chosen = best["model"].partition(":")
     assert config["preset"] == "auto" and config["model"] == chosen[0]
     assert config["lr"] == pytest.approx(best["lr"]) and config["early_stop_metric"] == "macro_auprc"
-    assert "Chosen:" in (out / "search.md").read_text()
+    assert f"Best trial ({int(best['trial'])})" in (out / "search.md").read_text()
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert ckpt["complete"] and ckpt["model_name"] == config["model"] and ckpt["threshold_source"].startswith("tuned")
     report = json.loads((out / "metrics.json").read_text())
@@ -59,6 +59,31 @@ def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohor
     assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "new.csv"), "--output", str(tmp_path / "p.csv")]) == 0
     got = pd.read_csv(tmp_path / "p.csv")
     pd.testing.assert_series_equal(got["label_diabetes_prob"], expected["label_diabetes_prob"], check_exact=False, atol=1e-6)
+
+
+def test_ensemble_top_averages_the_best_trials_models_in_one_checkpoint(tmp_path, cohort_csv):
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--max_trials", 4, "--time_budget", 300, "--ensemble_top", 2) == 0
+    table = pd.read_csv(out / "search.csv").sort_values(["val_auprc", "val_f1_tuned", "trial"], ascending=[False, False, True])
+    top = table.head(2)
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert len(ckpt["members"]) == 2 and ckpt["complete"]
+    described = [f"{m['model_name']}:{m['inputs']['num_embeddings']}" for m in ckpt["member_models"]]
+    expected = [name if ":" in name else f"{name}:{auto.MODELS.get(name).num_embeddings}" for name in top["model"]]
+    assert described == expected  # each member is its own trial's model, best first
+    report = json.loads((out / "metrics.json").read_text())
+    assert [m["trial"] for m in report["run"]["members"]] == top["trial"].tolist() and report["run"]["ensemble"] == 2
+    assert json.loads((out / "config.json").read_text())["ensemble_top"] == 2
+    assert "averages the 2 best trials" in (out / "search.md").read_text()
+    # predict.py scores with both members and reproduces the run's own test predictions
+    expected_preds = pd.read_csv(out / "test_predictions.csv")
+    rows = pd.read_csv(cohort_csv).iloc[expected_preds["row"]]
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "new.csv"), "--output", str(tmp_path / "p.csv")]) == 0
+    got = pd.read_csv(tmp_path / "p.csv")
+    for label in ("label_diabetes", "label_ckd"):
+        pd.testing.assert_series_equal(got[f"{label}_prob"], expected_preds[f"{label}_prob"], check_exact=False, atol=1e-6)
+        pd.testing.assert_series_equal(got[f"{label}_pred"], expected_preds[f"{label}_pred"])
 
 
 def test_the_test_split_never_reaches_the_search(tmp_path, cohort_csv):
@@ -113,3 +138,7 @@ def test_auto_is_a_preset_name_and_its_flags_are_checked(capsys):
     assert cfg.preset == "auto" and cfg.time_budget == 30 and cfg.loss_type == "weighted_bce"  # the balanced base
     assert train_classifier.main(["--preset", "auto", "--time_budget", "0"]) == 2
     assert "--time_budget must be > 0" in capsys.readouterr().err
+    assert train_classifier.main(["--preset", "balanced", "--ensemble_top", "3"]) == 2
+    assert "--ensemble_top averages the best trials of a search" in capsys.readouterr().err
+    assert train_classifier.main(["--preset", "auto", "--ensemble_top", "0"]) == 2
+    assert "--ensemble_top must be >= 1" in capsys.readouterr().err

@@ -255,6 +255,53 @@ def test_two_member_checkpoint_averages_the_members_probabilities(tmp_path):
     np.testing.assert_array_equal(pred.to_numpy(), ((a + b) / 2 >= 0.5).astype(int))
 
 
+def test_members_of_different_models_load_each_with_its_own_model(tmp_path):
+    # --ensemble_top: a ResNet and a piecewise-linear MLP in one checkpoint, averaged
+    from imbalance.bins import fit_bins
+
+    frame, pre, mlp = _fitted(seed=1)
+    rows = pre.transform(frame.drop(columns=["pid"]))
+    y = np.random.default_rng(RND_SEED).random((len(frame), 2)) < 0.3
+    ple = _inputs(pre, num_embeddings="piecewise_linear", d_embedding=4, bins=fit_bins(rows.num[:, : rows.n_numeric], y, n_bins=4))
+    torch.manual_seed(2)
+    resnet_settings = {"n_blocks": 1, "d_block": 8, "d_hidden_multiplier": 1.0}
+    resnet = create_model("resnet", inputs=_inputs(pre), settings=resnet_settings).eval()
+    torch.manual_seed(3)
+    mlp_ple = create_model("mlp", inputs=ple, settings=SETTINGS).eval()
+    described = [{"model_name": "resnet", "model_settings": resnet_settings, "inputs": _inputs(pre).to_dict()},
+                 {"model_name": "mlp", "model_settings": SETTINGS, "inputs": ple.to_dict()}]
+    ckpt = _checkpoint(pre, resnet, mlp_ple, member_models=described)
+    path = save_checkpoint(ckpt, tmp_path / "best.pt")
+    loaded = load_checkpoint(path)
+    _assert_plain(torch.load(path, weights_only=True))
+    assert [m["model_name"] for m in loaded["member_models"]] == ["resnet", "mlp"]
+    predictor = Predictor.load(path)
+    a, b = _direct_prob(pre, resnet, frame), _direct_prob(pre, mlp_ple, frame)
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_allclose(predictor.predict_proba(frame).to_numpy(), (a + b) / 2, rtol=1e-5, atol=1e-6)
+    # a member list that does not match the weights is refused in one line
+    ckpt["member_models"] = described[:1]
+    with pytest.raises(UserError, match="1 member models for 2 members"):
+        load_checkpoint(save_checkpoint(ckpt, tmp_path / "short.pt"))
+    ckpt["member_models"] = [described[0], {"model_name": "mlp"}]
+    with pytest.raises(UserError, match="damaged checkpoint"):
+        load_checkpoint(save_checkpoint(ckpt, tmp_path / "partial.pt"))
+    with pytest.raises(ValueError, match="member models"):
+        _checkpoint(pre, resnet, mlp_ple, member_models=described[:1])
+
+
+def test_format_2_checkpoint_loads_as_a_seed_ensemble_of_its_model(tmp_path):
+    frame, pre, first = _fitted(seed=1)
+    _, _, second = _fitted(seed=2)
+    ckpt = _checkpoint(pre, first, second)
+    del ckpt["member_models"]
+    ckpt["format_version"] = 2  # as written before members could be different models
+    loaded = load_checkpoint(save_checkpoint(ckpt, tmp_path / "v2.pt"))
+    assert [m["model_name"] for m in loaded["member_models"]] == ["mlp", "mlp"]
+    a, b = _direct_prob(pre, first, frame), _direct_prob(pre, second, frame)
+    np.testing.assert_allclose(Predictor(loaded).predict_proba(frame).to_numpy(), (a + b) / 2, rtol=1e-6, atol=1e-7)
+
+
 def test_numeric_embedding_bins_travel_in_the_checkpoint(tmp_path):
     from imbalance.bins import fit_bins
 

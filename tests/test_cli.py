@@ -15,6 +15,7 @@ import torch
 
 import predict
 import train_classifier
+from imbalance.checkpoint import FORMAT_VERSION
 from imbalance.config import parse_model_args
 from imbalance.demo import DEMO_LABELS, make_demo_cohort
 from models import MODELS, model_settings
@@ -69,7 +70,7 @@ def test_binary_run_saves_reloads_and_predicts_the_same(tmp_path, binary_csv):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     ckpt = torch.load(out / "best.pt", weights_only=True)
-    assert ckpt["label_names"] == ["diabetes"] and ckpt["format_version"] == 2
+    assert ckpt["label_names"] == ["diabetes"] and ckpt["format_version"] == FORMAT_VERSION
     assert ckpt["threshold_source"].startswith("tuned") and ckpt["thresholds"][0] != 0.5
     assert ckpt["preprocessing"]["columns"] and ckpt["model_name"] == "mlp"
     last = torch.load(out / "last.pt", weights_only=True)
