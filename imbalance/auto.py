@@ -7,7 +7,9 @@ A seeded Optuna search (TPE sampler, median pruning by epoch) over:
 - the imbalance recipe: weighted sampling (none, ``balanced``, ``per_class``), class weights
   (none, or ``balanced`` x a multiplier in [0.5, 4]), the loss (``bce``, ``weighted_bce``,
   ``focal`` with gamma in [1, 3]), more minority rows (none; binary: ``random_over`` or the SMOTE
-  variant the columns allow; multi-label: ``mlsmote``) and their ratio in [0.1, 0.5];
+  variant the columns allow, to a minority / majority ratio in [0.1, 0.5]; multi-label:
+  ``mlsmote``, minority labels to [0.5, 1] x the most frequent label's count), or rows
+  made by the ``gaussian_copula`` generator, R x each label's positives with R in [0.5, 4];
 - the optimisation: learning rate in [1e-4, 3e-3], weight decay in [1e-6, 1e-3], and the
   model's dropout in [0, 0.5] (log scales for the first two).
 
@@ -54,6 +56,10 @@ DROPOUT_SETTING = {"mlp": "dropout", "resnet": "dropout1", "ft_transformer": "ff
 # Fixed for every trial: what the balanced preset measured best for stopping and thresholds.
 TRIAL_SETTINGS = dict(use_stratified_split=True, optimize_thresholds=True, early_stop_metric="macro_auprc",
                       early_stop_patience=16, epochs=200, batch_size=64, ensemble=1, compare=False)
+# Resampling ratio ranges. Binary: minority / majority after resampling. MLSMOTE: each minority
+# label's count as a share of the most frequent label's (below its current share it adds nothing).
+RESAMPLE_RATIOS = {False: (0.1, 0.5), True: (0.5, 1.0)}
+GENERATOR = "gaussian_copula"  # the generator the search may mix rows from (fast, and keeps columns' correlations)
 FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the final run
 
 
@@ -120,9 +126,11 @@ def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainCon
     multiplier = trial.suggest_float("class_weight_multiplier", 0.5, 4.0, log=True) if class_weights != "none" else 1.0
     gamma = trial.suggest_float("focal_gamma", 1.0, 3.0) if loss == "focal" else base.focal_gamma
     resampler = _resampler(data)
-    more_rows = trial.suggest_categorical("more_rows", ["none", "random_over", "smote"] if len(data.label_names) == 1 else ["none", "smote"])
-    method = {"none": "none", "random_over": "random_over", "smote": resampler}[more_rows]
-    ratio = trial.suggest_float("more_rows_ratio", 0.1, 0.5) if method != "none" else 1.0
+    more_rows = trial.suggest_categorical(
+        "more_rows", ["none", "random_over", "smote", GENERATOR] if len(data.label_names) == 1 else ["none", "smote", GENERATOR])
+    method = {"none": "none", "random_over": "random_over", "smote": resampler, GENERATOR: "none"}[more_rows]
+    ratio = trial.suggest_float("more_rows_ratio", *RESAMPLE_RATIOS[method == "mlsmote"]) if method != "none" else 1.0
+    generated = trial.suggest_float("generated_ratio", 0.5, 4.0, log=True) if more_rows == GENERATOR else None
     lr = trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
     dropout = trial.suggest_float("dropout", 0.0, 0.5)
@@ -131,7 +139,8 @@ def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainCon
         model_args={DROPOUT_SETTING[model]: dropout},
         use_weighted_sampling=sampling != "none", weight_method=sampling if sampling != "none" else base.weight_method,
         loss_type=loss, class_weight_method=class_weights, class_weight_multiplier=multiplier, focal_gamma=gamma,
-        focal_alpha=None, resample=method, resample_ratio=ratio, generator="none", generated_csv=None,
+        focal_alpha=None, resample=method, resample_ratio=ratio, generated_csv=None,
+        generator=GENERATOR if generated else "none", generated_ratio=generated,
         lr=lr, weight_decay=weight_decay,
     )
     return cfg, dict(trial.params)
@@ -139,11 +148,12 @@ def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainCon
 
 def _with_rows(data: PreparedData, cfg: TrainConfig) -> PreparedData:
     """The prepared data with this trial's extra minority rows (the real rows are shared)."""
-    if cfg.resample == "none":
+    if not cfg.augments:
         return data
     augmented = augment_training_split(
         data.preprocessor, data.real_train, data.train_features, data.real_train_labels, label_names=data.label_names,
-        resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors, seed=cfg.seed,
+        resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors,
+        generator=cfg.generator, generated_ratio=cfg.generated_ratio, seed=cfg.seed,
     )
     return replace(data, rows={**data.rows, "train": augmented.rows}, labels={**data.labels, "train": augmented.y},
                    augmented=augmented)
@@ -261,7 +271,7 @@ def format_search_markdown(result: SearchResult) -> str:
              f"Best trial ({result.chosen[0]}): `{best.model}` ({best.resolved_num_embeddings} embeddings), sampling "
              f"{best.weight_method if best.use_weighted_sampling else 'none'}, loss {best.loss_type}, "
              f"class weights {best.class_weight_method} x {best.class_weight_multiplier:.2f}, more rows "
-             f"{best.resample}, lr {best.lr:.2g}, weight decay {best.weight_decay:.2g}.", ""]
+             f"{best.resample if best.resample != 'none' else best.generator}, lr {best.lr:.2g}, weight decay {best.weight_decay:.2g}.", ""]
     if len(result.chosen) > 1:
         lines += [f"The final model averages the {len(result.chosen)} best trials ({', '.join(map(str, result.chosen))}; "
                   f"--ensemble_top {best.ensemble_top}): validation macro AUPRC {result.ensemble_val_auprc:.4f} "

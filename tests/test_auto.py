@@ -86,6 +86,37 @@ def test_ensemble_top_averages_the_best_trials_models_in_one_checkpoint(tmp_path
         pd.testing.assert_series_equal(got[f"{label}_pred"], expected_preds[f"{label}_pred"])
 
 
+@pytest.mark.parametrize("more_rows, extra", [("gaussian_copula", {"generated_ratio": 2.0}),
+                                               ("smote", {"more_rows_ratio": 0.8}), ("none", {})])
+def test_a_trial_can_add_generated_or_resampled_minority_rows(cohort_csv, more_rows, extra):
+    import optuna
+
+    from imbalance.distributed import DistContext
+    from imbalance.pipeline import prepare_data
+
+    base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
+    data = prepare_data(base, dist=DistContext(), keep_train_features=True)
+    trial = optuna.trial.FixedTrial({"model": "mlp", "sampling": "none", "loss": "bce", "more_rows": more_rows, "lr": 1e-3,
+                                     "weight_decay": 1e-5, "dropout": 0.1, **extra})
+    cfg, params = auto.suggest(trial, base, data)
+    assert params == trial.params
+    trial_data = auto._with_rows(data, cfg)
+    real = len(data.splits["train"])
+    positives = data.real_train_labels.sum(axis=0)
+    if more_rows == "none":
+        assert trial_data is data and cfg.generator == "none" and cfg.resample == "none"
+        return
+    made = trial_data.augmented.synthetic
+    assert made[:real].sum() == 0 and made[real:].all() and len(trial_data.labels["train"]) > real
+    assert data.rows["val"] is trial_data.rows["val"] and data.rows["test"] is trial_data.rows["test"]  # only training rows grow
+    if more_rows == "gaussian_copula":
+        assert (cfg.generator, cfg.generated_ratio, cfg.resample) == ("gaussian_copula", 2.0, "none")
+        added = trial_data.labels["train"][real:].sum(axis=0)
+        assert (added >= 1.5 * positives).all()  # about 2 x each label's positives (the generator's rows may carry several)
+    else:
+        assert cfg.resample == "mlsmote" and cfg.generator == "none"  # two labels: the multi-label SMOTE
+
+
 def test_the_test_split_never_reaches_the_search(tmp_path, cohort_csv):
     first = tmp_path / "first"
     assert _auto(cohort_csv, first, "--max_trials", 3, "--time_budget", 300) == 0
