@@ -1,10 +1,10 @@
 """Per-label positive-class weights from training-split counts (never per batch).
 
 The counts are those of the rows the model is trained on: the training split as it is, or, with
-``--use_weighted_sampling``, the mix the sampler is expected to deliver (n_pos = the expected
-positive share per batch x n). So class weights correct the imbalance that is left after
-sampling instead of multiplying with it: ``per_class`` sampling already brings a label near
-50/50, where ``balanced`` weights are about 1 and ``aggressive`` ones about 3.
+``--use_weighted_sampling``, the mix each label's loss sees under the sampler (n_pos = that
+positive share x n; see :func:`imbalance.sampling.effective_positive_share`). So class weights
+correct the imbalance that is left after sampling instead of multiplying with it: ``per_class``
+sampling brings every label to 50/50, where ``balanced`` weights are 1 and ``aggressive`` ones 3.
 
 With n rows, n_pos positives and n_neg = n - n_pos negatives for a label:
 
@@ -83,16 +83,15 @@ def check_both_classes(y: np.ndarray, label_names: Sequence[str] | None = None) 
 
 def compute_class_weights(
     y: np.ndarray, method: str, multiplier: float = 1.0, label_names: Sequence[str] | None = None,
-    sample_weights: np.ndarray | None = None,
+    positive_share: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weights (L,) for the training labels ``y`` (n, L); a label without positives or without
-    negatives is an error. ``sample_weights`` (n,), the weighted sampler's row weights: the
-    counts become the expected ones in the sampled batches."""
+    negatives is an error. ``positive_share`` (L,), each label's positive share under weighted
+    sampling: the counts become those of that mix."""
     fn = CLASS_WEIGHT_METHODS.get(method)
     n_pos, n_neg = check_both_classes(y, label_names)
-    if sample_weights is not None:
-        w = np.asarray(sample_weights, dtype=np.float64)
-        share = np.clip((w @ np.asarray(y, dtype=np.float64)) / w.sum(), 1e-6, 1.0 - 1e-6)
+    if positive_share is not None:
+        share = np.clip(np.asarray(positive_share, dtype=np.float64), 1e-6, 1.0 - 1e-6)
         n = n_pos + n_neg
         n_pos, n_neg = share * n, (1.0 - share) * n
     if method == "none":

@@ -49,7 +49,7 @@ from .metrics import label_metrics
 from .preprocessing import EncodedRows, TabularPreprocessor
 from .reporting import CollapseGuard, EpochLogger, format_report_markdown
 from .run_folder import RunFolder
-from .sampling import build_sampler, expected_positive_share, row_weights
+from .sampling import LabelBalance, build_sampler, effective_positive_share
 from .splitting import split_indices
 from .synthetic_quality import quality_summary
 from .thresholds import optimize_thresholds
@@ -212,16 +212,15 @@ def input_spec(cfg: TrainConfig, data: PreparedData) -> InputSpec:
 
 
 def log_label_summary(cfg: TrainConfig, names: list[str], y_train: np.ndarray, class_weights: np.ndarray,
-                      sample_weights: Optional[np.ndarray]) -> None:
-    """Prevalence, expected positive share per batch (under the sampler's row weights, if any)
-    and class weight, per label."""
-    share = expected_positive_share(y_train, sample_weights)
+                      share: np.ndarray) -> None:
+    """Prevalence, positive share as the loss sees it (under weighted sampling, if any) and
+    class weight, per label."""
     sampling = f"weighted sampling '{cfg.weight_method}'" if cfg.use_weighted_sampling else "uniform shuffling"
     log.info("label summary (training split, %s, class weights '%s' x %g, loss %s):",
              sampling, cfg.class_weight_method, cfg.class_weight_multiplier, cfg.loss_type)
     width = max(len(n) for n in names)
     for j, name in enumerate(names):
-        log.info("  %-*s  prevalence %6.2f%%  (%d positives)  expected positive share per batch %6.2f%%  class weight %.3g",
+        log.info("  %-*s  prevalence %6.2f%%  (%d positives)  positive share in training %6.2f%%  class weight %.3g",
                  width, name, 100 * y_train[:, j].mean(), int(y_train[:, j].sum()), 100 * share[j], class_weights[j])
 
 
@@ -350,11 +349,13 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
     ``last.pt`` and training goes on from the epoch after it, as if never stopped.
     """
     names = data.label_names
-    # Class weights correct what the sampler leaves: computed on the mix of rows it delivers.
-    sampled = row_weights(data.labels["train"], cfg.weight_method) if cfg.use_weighted_sampling else None
-    class_weights = compute_class_weights(data.labels["train"], cfg.class_weight_method, cfg.class_weight_multiplier, names,
-                                          sample_weights=sampled)
-    log_label_summary(cfg, names, data.labels["train"], class_weights, sampled)
+    # Class weights correct what the sampler leaves: computed on the mix each label's loss sees.
+    y_train = data.labels["train"]
+    share = effective_positive_share(y_train, cfg.weight_method) if cfg.use_weighted_sampling else y_train.mean(axis=0)
+    class_weights = compute_class_weights(y_train, cfg.class_weight_method, cfg.class_weight_multiplier, names,
+                                          positive_share=share if cfg.use_weighted_sampling else None)
+    log_label_summary(cfg, names, y_train, class_weights, share)
+    balance = LabelBalance.needed(y_train, weighted=cfg.use_weighted_sampling, method=cfg.weight_method, device=device)
     tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
                for part in ("train", "val")}
     resume = ResumePoint.load(Path(cfg.resume)) if cfg.resume is not None else None
@@ -404,7 +405,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
             early_stop_metric=cfg.early_stop_metric, early_stop_patience=cfg.early_stop_patience, min_delta=cfg.min_delta,
             threshold_metric=cfg.threshold_metric, lr_scheduler=cfg.lr_scheduler, grad_clip=cfg.grad_clip, seed=seed,
             progress=progress, on_epoch_end=on_epoch_end, dist=dist, amp=cfg.amp, member=member, resume=fit_resume,
-            tuned_thresholds=cfg.optimize_thresholds, stop_check=stop_check,
+            tuned_thresholds=cfg.optimize_thresholds, stop_check=stop_check, label_balance=balance,
         )
         parts.model.load_state_dict(result.best_state)
         members.append(parts.model)

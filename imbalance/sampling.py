@@ -1,15 +1,29 @@
-"""Row weights for weighted sampling, and an O(rows) sampler that works beyond 2^24 rows.
+"""Row weights for weighted sampling, the per-label correction that goes with them on several
+labels, and an O(rows) sampler that works beyond 2^24 rows.
 
 For a training split with n rows and labels j = 1..L, let r_j = n_neg_j / n_pos_j (the label's
-imbalance ratio). A row's weight under each ``--weight_method``:
+imbalance ratio). Each ``--weight_method`` gives a positive of label j the weight a_j:
 
-    per_class   max(1, max over the row's positive labels of r_j)   (the worst imbalance it carries)
-    aggressive  5 if the row carries any positive label, else 1
-    balanced    sqrt(per_class weight)                               (half-way, on a log scale)
+    per_class   a_j = max(1, r_j)        (a label's positives weigh as much as its negatives)
+    aggressive  a_j = 5
+    balanced    a_j = sqrt(max(1, r_j))  (half-way, on a log scale)
 
-For one binary label these are: per_class r for positives (50% positives per batch),
+and a row the weight w_i = max(1, max over the row's positive labels of a_j), the strongest pull
+it carries. For one binary label: per_class r for positives (50% positives per batch),
 aggressive 5, balanced sqrt(r). At 5% prevalence the expected share of positive rows per batch
 is 18.7% (balanced) < 20.8% (aggressive) < 50% (per_class).
+
+**Several labels.** Rows drawn by w_i are over-represented for *every* label they carry: rows
+of the rarest label (weight r_rare) would also dominate what the model learns about the other
+labels, at the other labels' cost. So each label's loss is corrected per row by
+:class:`LabelBalance`: label j's term of row i is multiplied by
+
+    c_ij = (w_ij / w_i) * (W / W_j),    w_ij = a_j if the row is positive for j, else 1,
+
+with W = sum_i w_i and W_j = sum_i w_ij. In expectation over the sampler, label j then sees
+rows with probability proportional to w_ij (the sampler it would have had alone: half positives
+under per_class) and keeps the scale of an unweighted mean. With one label c = 1 and nothing is
+applied. Class weights are computed on that per-label mix (:func:`effective_positive_share`).
 
 ``torch.multinomial`` (and so ``WeightedRandomSampler``) refuses more than 2^24 categories. The
 weights above take few distinct values, so :class:`WeightedIndexSampler` groups rows of equal
@@ -30,19 +44,27 @@ from .registry import Registry
 
 __all__ = [
     "WEIGHT_METHODS",
+    "positive_weights",
     "row_weights",
     "expected_positive_share",
+    "effective_positive_share",
+    "LabelBalance",
     "WeightedIndexSampler",
     "ShuffleSampler",
     "iterate_batches",
     "build_sampler",
 ]
 
-RowWeightFn = Callable[[np.ndarray], np.ndarray]
-WEIGHT_METHODS: Registry[RowWeightFn] = Registry("weight method")
+PositiveWeightFn = Callable[[np.ndarray], np.ndarray]  # imbalance ratios (L,) -> positive weights a (L,)
+WEIGHT_METHODS: Registry[PositiveWeightFn] = Registry("weight method")
 
 # Above this many distinct weights the grouped draw stops paying; fall back to inverse-CDF.
 _MAX_GROUPS = 4096
+
+
+def _as_matrix(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    return y[:, None] if y.ndim == 1 else y
 
 
 def _imbalance_ratios(y: np.ndarray) -> np.ndarray:
@@ -53,41 +75,76 @@ def _imbalance_ratios(y: np.ndarray) -> np.ndarray:
 
 
 @WEIGHT_METHODS.register("per_class")
-def per_class_weights(y: np.ndarray) -> np.ndarray:
-    weights = np.ones(y.shape[0], dtype=np.float64)
-    for j, ratio in enumerate(_imbalance_ratios(y)):
-        # One label at a time keeps memory at O(rows), not O(rows x labels) in float64.
-        np.maximum(weights, np.where(y[:, j] > 0, ratio, 1.0), out=weights)
-    return weights
+def _per_class(ratios: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0, ratios)
 
 
 @WEIGHT_METHODS.register("aggressive")
-def aggressive_weights(y: np.ndarray) -> np.ndarray:
-    return np.where(y.any(axis=1), 5.0, 1.0)
+def _aggressive(ratios: np.ndarray) -> np.ndarray:
+    return np.full_like(ratios, 5.0)
 
 
 @WEIGHT_METHODS.register("balanced")
-def balanced_weights(y: np.ndarray) -> np.ndarray:
-    return np.sqrt(per_class_weights(y))
+def _balanced(ratios: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(1.0, ratios))
+
+
+def positive_weights(y: np.ndarray, method: str) -> np.ndarray:
+    """a (L,): the weight of a positive of each label under ``method``."""
+    return np.asarray(WEIGHT_METHODS.get(method)(_imbalance_ratios(_as_matrix(y))), dtype=np.float64)
 
 
 def row_weights(y: np.ndarray, method: str) -> np.ndarray:
     """Sampling weight (n,) for every training row of the (n, L) 0/1 label matrix ``y``."""
-    y = np.asarray(y)
-    if y.ndim == 1:
-        y = y[:, None]
-    return WEIGHT_METHODS.get(method)(y)
+    y = _as_matrix(y)
+    weights = np.ones(y.shape[0], dtype=np.float64)
+    for j, a in enumerate(positive_weights(y, method)):
+        # One label at a time keeps memory at O(rows), not O(rows x labels) in float64.
+        np.maximum(weights, np.where(y[:, j] > 0, a, 1.0), out=weights)
+    return weights
 
 
 def expected_positive_share(y: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Expected share of rows positive for each label in a batch drawn with ``weights`` (None = uniform)."""
-    y = np.asarray(y)
-    if y.ndim == 1:
-        y = y[:, None]
+    y = _as_matrix(y)
     if weights is None:
         return y.mean(axis=0, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     return (weights @ y.astype(np.float64)) / weights.sum()
+
+
+def effective_positive_share(y: np.ndarray, method: str) -> np.ndarray:
+    """Each label's positive share as its (corrected) loss sees it under weighted sampling:
+    a_j n_pos / (n_neg + a_j n_pos). For one label, the share of positive rows per batch."""
+    y = _as_matrix(y)
+    n_pos = y.sum(axis=0, dtype=np.float64)
+    a = positive_weights(y, method)
+    return a * n_pos / (y.shape[0] - n_pos + a * n_pos)
+
+
+class LabelBalance:
+    """The per-(row, label) loss factors c_ij for weighted sampling on several labels (module
+    docstring): ``factors(y_batch)`` (B, L) on the batch's device."""
+
+    def __init__(self, y: np.ndarray, method: str, *, device: "torch.device | str" = "cpu") -> None:
+        y = _as_matrix(y)
+        a = positive_weights(y, method)
+        n_pos = y.sum(axis=0, dtype=np.float64)
+        total = row_weights(y, method).sum()  # W
+        per_label = y.shape[0] - n_pos + a * n_pos  # W_j
+        self.positive = torch.tensor(a, dtype=torch.float32, device=device)
+        self.scale = torch.tensor(total / per_label, dtype=torch.float32, device=device)
+
+    @classmethod
+    def needed(cls, y: np.ndarray, *, weighted: bool, method: str, device: "torch.device | str" = "cpu") -> Optional["LabelBalance"]:
+        """The correction for this training split, or None where it would be 1 (no weighted
+        sampling, or one label)."""
+        return cls(y, method, device=device) if weighted and _as_matrix(y).shape[1] > 1 else None
+
+    def factors(self, y: torch.Tensor) -> torch.Tensor:
+        per_label = torch.where(y > 0, self.positive, torch.ones_like(self.positive))  # w_ij
+        row = per_label.amax(dim=1, keepdim=True).clamp_min(1.0)  # w_i
+        return per_label / row * self.scale
 
 
 class WeightedIndexSampler:

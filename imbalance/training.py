@@ -26,7 +26,7 @@ from .losses import ElementwiseLoss
 from .metrics import label_reports
 from .optim_step import OptimizerStep
 from .registry import Registry
-from .sampling import iterate_batches
+from .sampling import LabelBalance, iterate_batches
 from .thresholds import optimize_thresholds
 
 __all__ = [
@@ -219,10 +219,12 @@ def train_one_epoch(
     desc: str = "train",
     dist: Optional[DistContext] = None,
     amp: bool = False,
+    label_balance: Optional[LabelBalance] = None,
 ) -> dict[str, Any]:
     """One pass over ``indices`` (an epoch drawn by a sampler). Returns the mean training loss.
 
     A model with k member outputs (B, k, L) is trained with the loss of every member.
+    ``label_balance`` (weighted sampling on several labels) corrects each label's loss per row.
     """
     model.train()
     indices = indices.to(x.device)
@@ -238,9 +240,12 @@ def train_one_epoch(
                 logits = model(xb.num, xb.cat)
         else:  # no context manager per step: at batch 32 every microsecond of overhead shows
             logits = model(xb.num, xb.cat)
-        per_element = loss_fn.elementwise(logits, per_member_targets(logits, y.index_select(0, idx)))  # float32
+        yb = y.index_select(0, idx)
+        per_element = loss_fn.elementwise(logits, per_member_targets(logits, yb))  # float32
         if per_element.ndim == 3:  # every member's loss counts; the mean over members per row
             per_element = per_element.mean(dim=1)
+        if label_balance is not None:
+            per_element = per_element * label_balance.factors(yb)
         loss = per_element.mean()
         stepper.zero_grad()
         loss.backward()
@@ -376,6 +381,7 @@ def fit(
     resume: Optional[FitState] = None,
     tuned_thresholds: bool = False,
     stop_check: Optional[Callable[[EpochRecord], Optional[str]]] = None,
+    label_balance: Optional[LabelBalance] = None,
 ) -> FitResult:
     """Train for up to ``epochs``, keeping the weights of the best epoch by ``early_stop_metric``.
 
@@ -387,7 +393,8 @@ def fit(
     on after ``resume.epoch``. ``tuned_thresholds`` (``--optimize_thresholds``) measures the
     thresholded stopping metrics at the thresholds tuned on each epoch's validation predictions.
     ``stop_check`` (a search's pruner or deadline) may end training after any epoch by returning
-    a reason; the best epoch so far is kept, as with early stopping.
+    a reason; the best epoch so far is kept, as with early stopping. ``label_balance``: see
+    :func:`train_one_epoch`.
     """
     dist = dist or DistContext()
     module = getattr(model, "module", model)  # the bare model inside a DDP wrapper
@@ -415,7 +422,7 @@ def fit(
         stats = train_one_epoch(
             model, x_train, y_train, dist.shard(sampler.epoch_indices(epoch)),
             loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, grad_clip=grad_clip,
-            progress=progress and dist.is_main, desc=f"epoch {epoch}", dist=dist, amp=amp,
+            progress=progress and dist.is_main, desc=f"epoch {epoch}", dist=dist, amp=amp, label_balance=label_balance,
         )
         if not math.isfinite(stats["loss"]):
             raise UserError(

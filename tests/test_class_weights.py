@@ -99,17 +99,18 @@ def test_unknown_method_lists_choices():
 
 
 def test_with_weighted_sampling_the_weights_correct_the_sampled_mix_not_the_natural_one():
-    from imbalance.sampling import expected_positive_share, row_weights
+    from imbalance.sampling import effective_positive_share, expected_positive_share, row_weights
 
     rng = np.random.default_rng(0)
     y = (rng.random((4000, 1)) < 0.05).astype(np.uint8)
     natural = compute_class_weights(y, "balanced")
     assert natural[0] == pytest.approx(len(y) / (2 * y.sum()))  # about 10 at 5%
-    sampled = row_weights(y, "per_class")
-    share = expected_positive_share(y, sampled)[0]
-    assert share == pytest.approx(0.5, abs=0.01)
-    after = compute_class_weights(y, "balanced", sample_weights=sampled)
-    assert after[0] == pytest.approx(1.0 / (2 * share), rel=1e-9)  # about 1: the sampler already balanced it
-    assert compute_class_weights(y, "aggressive", 2.0, sample_weights=sampled)[0] == pytest.approx(2 * 3 * (1 - share) / share)
-    partial = row_weights(y, "balanced")  # sqrt of per-class: part of the way
-    assert 1.0 < compute_class_weights(y, "balanced", sample_weights=partial)[0] < natural[0]
+    share = effective_positive_share(y, "per_class")[0]
+    # one label: the share its loss sees is the share of positive rows the sampler draws
+    assert share == pytest.approx(expected_positive_share(y, row_weights(y, "per_class"))[0], rel=1e-12)
+    assert share == pytest.approx(0.5, abs=1e-9)
+    after = compute_class_weights(y, "balanced", positive_share=[share])
+    assert after[0] == pytest.approx(1.0 / (2 * share), rel=1e-9)  # 1: the sampler already balanced it
+    assert compute_class_weights(y, "aggressive", 2.0, positive_share=[share])[0] == pytest.approx(2 * 3 * (1 - share) / share)
+    partial = effective_positive_share(y, "balanced")  # sqrt of per-class: part of the way
+    assert 1.0 < compute_class_weights(y, "balanced", positive_share=partial)[0] < natural[0]

@@ -14,9 +14,11 @@ from scipy.stats import chisquare
 from imbalance.errors import UserError
 from imbalance.sampling import (
     WEIGHT_METHODS,
+    LabelBalance,
     ShuffleSampler,
     WeightedIndexSampler,
     build_sampler,
+    effective_positive_share,
     expected_positive_share,
     iterate_batches,
     row_weights,
@@ -69,6 +71,64 @@ def _closed_form_share(method: str, p: float) -> float:
     r = (1 - p) / p
     w = {"per_class": r, "aggressive": 5.0, "balanced": math.sqrt(r)}[method]
     return w * p / (w * p + (1 - p))
+
+
+# --------------------------------------------------------------------------- several labels: the per-label correction
+
+# Label j's weight for each row of Y_ML (a_j for its positives, 1 otherwise), by hand.
+PER_LABEL_ML = {
+    "per_class": np.column_stack([np.where(Y_ML[:, 0] == 1, R0, 1.0), np.where(Y_ML[:, 1] == 1, R1, 1.0)]),
+    "aggressive": np.where(Y_ML == 1, 5.0, 1.0),
+    "balanced": np.column_stack([np.where(Y_ML[:, 0] == 1, math.sqrt(R0), 1.0), np.where(Y_ML[:, 1] == 1, math.sqrt(R1), 1.0)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ML))
+def test_label_balance_factors_match_the_definition(name):
+    w_ij = PER_LABEL_ML[name]
+    w_i = EXPECTED_ML[name]
+    expected = w_ij / w_i[:, None] * (w_i.sum() / w_ij.sum(axis=0))
+    got = LabelBalance(Y_ML, name).factors(torch.from_numpy(Y_ML).float()).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ML))
+def test_under_the_sampler_each_label_sees_its_own_weighting(name):
+    # Exact expectation over the sampler's draws: sum_i (w_i / W) c_ij l_ij equals label j's own
+    # w_ij-weighted mean of any per-row loss l_ij, and the positive share is effective_positive_share.
+    rng = np.random.default_rng(RND_SEED)
+    y = (rng.random((500, 3)) < [0.02, 0.08, 0.3]).astype(np.int64)
+    w_i = row_weights(y, name)
+    factors = LabelBalance(y, name).factors(torch.from_numpy(y).float()).double().numpy()
+    losses = rng.random(y.shape)
+    under_sampler = (w_i[:, None] * factors * losses).sum(axis=0) / w_i.sum()
+    ratios = (len(y) - y.sum(axis=0)) / y.sum(axis=0)
+    a = {"per_class": np.maximum(1, ratios), "aggressive": np.full(3, 5.0), "balanced": np.sqrt(np.maximum(1, ratios))}[name]
+    w_ij = np.where(y == 1, a, 1.0)
+    np.testing.assert_allclose(under_sampler, (w_ij * losses).sum(axis=0) / w_ij.sum(axis=0), rtol=1e-6)
+    share = (w_i[:, None] * factors * y).sum(axis=0) / w_i.sum()
+    np.testing.assert_allclose(share, effective_positive_share(y, name), rtol=1e-6)
+    if name == "per_class":
+        np.testing.assert_allclose(share, 0.5, rtol=1e-6)  # every label balanced, the rarest too
+
+
+def test_drawn_batches_carry_the_corrected_share():
+    # The same through the real sampler: mean of c_ij y_ij over an epoch's drawn rows.
+    rng = np.random.default_rng(RND_SEED)
+    y = (rng.random((4000, 2)) < [0.01, 0.1]).astype(np.int64)
+    sampler = WeightedIndexSampler(row_weights(y, "per_class"), num_samples=200_000, seed=3)
+    drawn = y[sampler.epoch_indices(0).numpy()]
+    factors = LabelBalance(y, "per_class").factors(torch.from_numpy(drawn).float()).double().numpy()
+    raw = drawn.mean(axis=0)
+    assert raw[1] > 0.2  # uncorrected, the rare label's rows inflate the common label's positives
+    np.testing.assert_allclose((factors * drawn).mean(axis=0), [0.5, 0.5], atol=0.01)
+
+
+def test_label_balance_only_where_it_changes_something():
+    y2 = np.column_stack([Y_BIN, Y_BIN[::-1]])
+    assert LabelBalance.needed(Y_BIN, weighted=True, method="per_class") is None  # one label: c = 1
+    assert LabelBalance.needed(y2, weighted=False, method="per_class") is None
+    assert isinstance(LabelBalance.needed(y2, weighted=True, method="per_class"), LabelBalance)
 
 
 # --------------------------------------------------------------------------- row weights
