@@ -2,8 +2,10 @@
 
 A seeded Optuna search (TPE sampler, median pruning by epoch) over:
 
-- the model: every registered model with its default numeric embedding, and the MLP with
-  piecewise-linear embeddings;
+- the model: every registered model with its default numeric embedding, the MLP with
+  piecewise-linear embeddings, and two models without hidden layers: ``linear`` (a logistic
+  regression trained with the trial's recipe) and ``additive`` (a linear head on piecewise-linear
+  encodings of the numeric columns: a generalised additive model, one learned curve per column);
 - the imbalance recipe: weighted sampling (none, ``balanced``, ``per_class``), class weights
   (none, or ``balanced`` x a multiplier in [0.5, 4]), the loss (``bce``, ``weighted_bce``,
   ``focal`` with gamma in [1, 3]), more minority rows (none; binary: ``random_over`` or the SMOTE
@@ -46,13 +48,36 @@ from .metrics import label_metrics
 from .pipeline import PreparedData, RunCheckpoints, TrainedModels, fit_members, input_spec, predict_parts
 from .reporting import CollapseGuard, EpochLogger, Levers
 
-__all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "Finalist", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
+__all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "ModelChoice", "Finalist", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
 
 log = logging.getLogger(__name__)
 
-MODEL_CHOICES = [*MODELS.names(), "mlp:piecewise_linear"]
 # The setting each model's dropout goes by (the model owns its settings; the search tunes this one).
 DROPOUT_SETTING = {"mlp": "dropout", "resnet": "dropout1", "ft_transformer": "ffn_dropout", "tabm": "dropout"}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the search may pick: a registered model, its numeric embedding and fixed settings."""
+
+    model: str
+    num_embeddings: str = "auto"  # auto: the model's own default
+    settings: tuple[tuple[str, Any], ...] = ()  # fixed settings, as (name, value) pairs
+    tune_dropout: bool = True  # False where the model has no layer a dropout would act on
+
+    def model_args(self, dropout: Optional[float]) -> dict[str, Any]:
+        args = {name: (list(value) if isinstance(value, tuple) else value) for name, value in self.settings}
+        if dropout is not None:
+            args[DROPOUT_SETTING[self.model]] = dropout
+        return args
+
+
+MODEL_CHOICES: dict[str, ModelChoice] = {
+    **{name: ModelChoice(name) for name in MODELS.names()},
+    "mlp:piecewise_linear": ModelChoice("mlp", "piecewise_linear"),
+    "linear": ModelChoice("mlp", "none", (("hidden_sizes", ()),), tune_dropout=False),
+    "additive": ModelChoice("mlp", "piecewise_linear", (("hidden_sizes", ()),), tune_dropout=False),
+}
 # Fixed for every trial: what the balanced preset measured best for stopping and thresholds.
 TRIAL_SETTINGS = dict(use_stratified_split=True, optimize_thresholds=True, early_stop_metric="macro_auprc",
                       early_stop_patience=16, epochs=200, batch_size=64, ensemble=1, compare=False)
@@ -118,8 +143,7 @@ def _resampler(data: PreparedData) -> str:
 
 def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainConfig, dict[str, Any]]:
     """One trial's configuration (define-by-run: the conditional choices are asked only when they matter)."""
-    model_choice = trial.suggest_categorical("model", MODEL_CHOICES)
-    model, _, embedding = model_choice.partition(":")
+    choice = MODEL_CHOICES[trial.suggest_categorical("model", list(MODEL_CHOICES))]
     sampling = trial.suggest_categorical("sampling", ["none", "balanced", "per_class"])
     loss = trial.suggest_categorical("loss", ["bce", "weighted_bce", "focal"])
     class_weights = "none" if loss == "bce" else trial.suggest_categorical("class_weights", ["none", "balanced"])
@@ -133,10 +157,10 @@ def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainCon
     generated = trial.suggest_float("generated_ratio", 0.5, 4.0, log=True) if more_rows == GENERATOR else None
     lr = trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
-    dropout = trial.suggest_float("dropout", 0.0, 0.5)
+    dropout = trial.suggest_float("dropout", 0.0, 0.5) if choice.tune_dropout else None
     cfg = replace(
-        base, **TRIAL_SETTINGS, preset="auto", model=model, num_embeddings=embedding or "auto",
-        model_args={DROPOUT_SETTING[model]: dropout},
+        base, **TRIAL_SETTINGS, preset="auto", model=choice.model, num_embeddings=choice.num_embeddings,
+        model_args=choice.model_args(dropout),
         use_weighted_sampling=sampling != "none", weight_method=sampling if sampling != "none" else base.weight_method,
         loss_type=loss, class_weight_method=class_weights, class_weight_multiplier=multiplier, focal_gamma=gamma,
         focal_alpha=None, resample=method, resample_ratio=ratio, generated_csv=None,
@@ -246,8 +270,8 @@ def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -
                             checkpoints=RunCheckpoints(cfg=cfg, data=best.data, inputs=best.inputs))
     trained = TrainedModels(
         members=[m for f in finalists for m in f.trained.members], results=[r for f in finalists for r in f.trained.results],
-        about=[{"trial": f.record.number, "model": f.cfg.model, "num_embeddings": f.inputs.num_embeddings, "seed": f.cfg.seed,
-                **f.record.params, "val_auprc": f.record.val_auprc} for f in finalists],
+        about=[{"trial": f.record.number, **f.record.params, "num_embeddings": f.inputs.num_embeddings, "seed": f.cfg.seed,
+                "val_auprc": f.record.val_auprc} for f in finalists],
     )
     # The members trained on different rows (each trial its own extra minority rows); scoring
     # reads only the validation and test rows, which every trial shares.

@@ -42,8 +42,8 @@ def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohor
     assert set(table["model"]) <= set(auto.MODEL_CHOICES)
     config = json.loads((out / "config.json").read_text())
     best = table.sort_values(["val_auprc", "val_f1_tuned"], ascending=False).iloc[0]
-    chosen = best["model"].partition(":")
-    assert config["preset"] == "auto" and config["model"] == chosen[0]
+    chosen = auto.MODEL_CHOICES[best["model"]]
+    assert config["preset"] == "auto" and config["model"] == chosen.model
     assert config["lr"] == pytest.approx(best["lr"]) and config["early_stop_metric"] == "macro_auprc"
     assert f"Best trial ({int(best['trial'])})" in (out / "search.md").read_text()
     ckpt = torch.load(out / "best.pt", weights_only=True)
@@ -69,7 +69,9 @@ def test_ensemble_top_averages_the_best_trials_models_in_one_checkpoint(tmp_path
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert len(ckpt["members"]) == 2 and ckpt["complete"]
     described = [f"{m['model_name']}:{m['inputs']['num_embeddings']}" for m in ckpt["member_models"]]
-    expected = [name if ":" in name else f"{name}:{auto.MODELS.get(name).num_embeddings}" for name in top["model"]]
+    choices = [auto.MODEL_CHOICES[name] for name in top["model"]]
+    expected = [f"{c.model}:{auto.MODELS.get(c.model).num_embeddings if c.num_embeddings == 'auto' else c.num_embeddings}"
+                for c in choices]
     assert described == expected  # each member is its own trial's model, best first
     report = json.loads((out / "metrics.json").read_text())
     assert [m["trial"] for m in report["run"]["members"]] == top["trial"].tolist() and report["run"]["ensemble"] == 2
@@ -115,6 +117,31 @@ def test_a_trial_can_add_generated_or_resampled_minority_rows(cohort_csv, more_r
         assert (added >= 1.5 * positives).all()  # about 2 x each label's positives (the generator's rows may carry several)
     else:
         assert cfg.resample == "mlsmote" and cfg.generator == "none"  # two labels: the multi-label SMOTE
+
+
+@pytest.mark.parametrize("name, hidden, embedding", [("linear", [], "none"), ("additive", [], "piecewise_linear"),
+                                                    ("mlp:piecewise_linear", None, "piecewise_linear")])
+def test_model_choices_without_hidden_layers_are_linear_and_additive_models(cohort_csv, name, hidden, embedding):
+    import optuna
+
+    from imbalance.distributed import DistContext
+    from imbalance.pipeline import input_spec, prepare_data
+    from models import create_model
+
+    base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
+    data = prepare_data(base, dist=DistContext(), keep_train_features=True)
+    params = {"model": name, "sampling": "none", "loss": "bce", "more_rows": "none", "lr": 1e-3, "weight_decay": 1e-5}
+    if hidden is None:
+        params["dropout"] = 0.2
+    cfg, asked = auto.suggest(optuna.trial.FixedTrial(params), base, data)
+    assert asked == params  # no dropout is asked of a model without hidden layers
+    assert cfg.model == "mlp" and cfg.resolved_num_embeddings == embedding
+    model = create_model(cfg.model, inputs=input_spec(cfg, data), settings=cfg.model_settings)
+    linear_layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if hidden == []:
+        assert cfg.model_settings.hidden_sizes == [] and linear_layers == [model.head]  # one linear map of the inputs
+    else:
+        assert cfg.model_settings.dropout == 0.2 and len(linear_layers) == 3
 
 
 def test_the_test_split_never_reaches_the_search(tmp_path, cohort_csv):
