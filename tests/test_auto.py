@@ -40,6 +40,10 @@ def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohor
     table = pd.read_csv(out / "search.csv")
     assert len(table) == 3 and set(table["state"]) <= {"complete", "pruned", "budget", "failed"}
     assert set(table["model"]) <= set(auto.MODEL_CHOICES)
+    # the first trials are the balanced preset's recipe with the starting models
+    first = table.sort_values("trial")
+    assert first["model"].tolist() == [p["model"] for p in auto.STARTING_POINTS]
+    assert (first["loss"] == "weighted_bce").all() and (first["sampling"] == "none").all() and (first["lr"] == 1e-3).all()
     config = json.loads((out / "config.json").read_text())
     best = table.sort_values(["val_auprc", "val_f1_tuned"], ascending=False).iloc[0]
     chosen = auto.MODEL_CHOICES[best["model"]]
