@@ -25,7 +25,7 @@ from .generators import GENERATORS
 from .losses import LOSSES
 from .resampling import RESAMPLERS
 from .sampling import WEIGHT_METHODS
-from .thresholds import THRESHOLD_OBJECTIVES
+from .thresholds import threshold_metric_forms, threshold_objective
 from .early_stopping import EARLY_STOP_METRICS
 from .training import LR_SCHEDULERS, OPTIMIZERS
 from models import MODELS, NUM_EMBEDDINGS, model_settings, settings_help
@@ -116,7 +116,8 @@ class TrainConfig:
     early_stop_patience: int = _opt(10, "stop after this many epochs without improvement (0 = never stop early)")
     min_delta: float = _opt(0.0, "smallest change that counts as an improvement")
     optimize_thresholds: bool = _switch(False, "tune each label's decision threshold on validation after training")
-    threshold_metric: str = _opt("f1", "objective for threshold tuning", choices=THRESHOLD_OBJECTIVES.names())
+    threshold_metric: str = _opt("f1", "objective for threshold tuning: " + ", ".join(threshold_metric_forms())
+                                 + " (P, R in (0, 1]; C: a missed positive costs C false alarms)")
     collapse_patience: int = _opt(3, "warn after this many epochs with no (or only) positive predictions for a label")
 
     # -- more minority rows (training split only) -------------------------------------------
@@ -175,7 +176,6 @@ class TrainConfig:
             ("class_weight_method", CLASS_WEIGHT_METHODS),
             ("loss_type", LOSSES),
             ("early_stop_metric", EARLY_STOP_METRICS),
-            ("threshold_metric", THRESHOLD_OBJECTIVES),
             ("model", MODELS),
             ("optimizer", OPTIMIZERS),
             ("lr_scheduler", LR_SCHEDULERS),
@@ -190,6 +190,7 @@ class TrainConfig:
         ):
             value = getattr(self, name)
             need(value in choices, f"--{name}: unknown value '{value}'; choose from {', '.join(choices)}")
+        threshold_objective(self.threshold_metric)  # a UserError names the valid forms
         need(0.0 < self.val_fraction < 1.0, f"--val_fraction must be in (0, 1), got {self.val_fraction}")
         need(0.0 <= self.test_fraction < 1.0, f"--test_fraction must be in [0, 1), got {self.test_fraction}")
         need(self.val_fraction + self.test_fraction < 0.9,

@@ -416,11 +416,15 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
 # -- thresholds, scores, outputs --------------------------------------------------------------
 
 
-def tune_thresholds(cfg: TrainConfig, y_val: np.ndarray, prob_val: np.ndarray) -> tuple[np.ndarray, str]:
-    """Per-label thresholds tuned on validation for ``--threshold_metric``, or 0.5 everywhere."""
+def tune_thresholds(cfg: TrainConfig, y_val: np.ndarray, prob_val: np.ndarray, *,
+                    label_names: Optional[list[str]] = None) -> tuple[np.ndarray, str]:
+    """Per-label thresholds tuned on validation for ``--threshold_metric``, or 0.5 everywhere.
+    With ``label_names`` (the network's tuning), warnings such as an unmet constraint name them;
+    without (the baselines'), the same conditions pass silently rather than repeat."""
     if not cfg.optimize_thresholds:
         return np.full(y_val.shape[1], DEFAULT_THRESHOLD), "default"
-    thresholds, _ = optimize_thresholds(y_val, prob_val, cfg.threshold_metric, fallback=DEFAULT_THRESHOLD)
+    thresholds, _ = optimize_thresholds(y_val, prob_val, cfg.threshold_metric, fallback=DEFAULT_THRESHOLD,
+                                        warn=label_names is not None, label_names=label_names)
     return thresholds, f"tuned on validation for {cfg.threshold_metric}"
 
 
@@ -451,7 +455,7 @@ def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels,
     """The end of every run: predict validation and report splits, tune thresholds, score the
     network and the baselines, write the outputs. Returns the report and the thresholds' source."""
     prob = predict_parts(trained, data, device=device, amp=cfg.amp)
-    thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"])
+    thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"], label_names=data.label_names)
     scored = score_models(cfg, data, prob, thresholds)
     report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
                            guard=guard, epoch_log=epoch_log, started=started, folder=folder)

@@ -25,20 +25,37 @@ with a single division of exact integers, so equal values are bit-identical anyw
 involves a square root), and is far below the gap between distinct objective values for
 any realistic row count.
 
+Objectives (``--threshold_metric``): ``f1``, ``f2``, ``balanced_accuracy``, ``youden_j``,
+``mcc``, and with a parameter:
+
+- ``fbeta:B``: F-beta (B > 1 favours recall);
+- ``cost:C``: the least cost when a missed positive costs C false alarms (C x fn + fp);
+- ``recall_at_precision:P``: the highest recall with precision >= P;
+- ``precision_at_recall:R``: the highest precision with recall >= R;
+- ``specificity_at_recall:R``: the highest specificity with recall >= R.
+
+A constraint no threshold meets (on these rows) is infeasible: the label gets the threshold that
+comes closest (the highest precision for ``recall_at_precision``, the highest recall for the
+others), a ``nan`` objective, and one warning per call names the labels and the fallback.
+
 Labels whose ``y_true`` has no positives or no negatives cannot be tuned: they get the
-``fallback`` threshold and a ``nan`` objective, and a warning names the label index.
+``fallback`` threshold and a ``nan`` objective, and a warning names the label.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .registry import Registry
 
-__all__ = ["THRESHOLD_OBJECTIVES", "optimize_thresholds"]
+__all__ = ["THRESHOLD_OBJECTIVES", "PARAMETRIC_OBJECTIVES", "ThresholdObjective", "threshold_objective",
+           "threshold_metric_forms", "optimize_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +113,107 @@ def _mcc(tp, fp, fn, tn):
     tp, fp, fn, tn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn, tn))
     den = np.sqrt((tp + fp) * (tn + fn)) * np.sqrt((tp + fn) * (tn + fp))
     return _safe_div(tp * tn - fp * fn, den)
+
+
+def _recall(tp, fp, fn, tn):  # noqa: ARG001
+    return _safe_div(tp, np.asarray(tp, np.float64) + fn)
+
+
+def _precision(tp, fp, fn, tn):  # noqa: ARG001
+    return _safe_div(tp, np.asarray(tp, np.float64) + fp)
+
+
+def _specificity(tp, fp, fn, tn):  # noqa: ARG001
+    return _safe_div(tn, np.asarray(tn, np.float64) + fp)
+
+
+def _at_least(part: np.ndarray, whole: np.ndarray, share: float) -> np.ndarray:
+    """part / whole >= share, compared on counts (whole > 0), so 4 of 5 meets 0.8 exactly."""
+    part, whole = np.asarray(part, np.float64), np.asarray(whole, np.float64)
+    return (whole > 0) & (part >= share * whole - 1e-9 * whole)
+
+
+@dataclass(frozen=True)
+class ThresholdObjective:
+    """What a threshold maximises, ``value(tp, fp, fn, tn)``; with a constraint, only thresholds
+    where ``feasible`` holds count, and ``closest`` is maximised when none does."""
+
+    name: str
+    value: Objective
+    feasible: Optional[Callable[..., np.ndarray]] = None
+    closest: Optional[Objective] = None
+    closest_text: str = ""
+
+
+@dataclass(frozen=True)
+class ParametricObjective:
+    form: str  # how it is written, e.g. recall_at_precision:P
+    build: Callable[[float], ThresholdObjective]
+    valid: Callable[[float], bool]
+    rule: str  # what the parameter must be
+
+
+def _share(x: float) -> bool:
+    return 0.0 < x <= 1.0
+
+
+def _positive(x: float) -> bool:
+    return x > 0.0 and math.isfinite(x)
+
+
+#: name -> objective taking a parameter, written ``name:value``.
+PARAMETRIC_OBJECTIVES: Registry[ParametricObjective] = Registry("threshold metric")
+PARAMETRIC_OBJECTIVES.register("fbeta")(ParametricObjective(
+    "fbeta:B", lambda b: ThresholdObjective(f"fbeta:{b:g}", _f_beta(b * b)), _positive, "B > 0"))
+PARAMETRIC_OBJECTIVES.register("cost")(ParametricObjective(
+    "cost:C", lambda c: ThresholdObjective(f"cost:{c:g}", lambda tp, fp, fn, tn: -(c * np.asarray(fn, np.float64) + fp)),
+    _positive, "C > 0 (a missed positive costs C false alarms)"))
+PARAMETRIC_OBJECTIVES.register("recall_at_precision")(ParametricObjective(
+    "recall_at_precision:P",
+    lambda p: ThresholdObjective(f"recall_at_precision:{p:g}", _recall,
+                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fp, p),
+                                 _precision, "the threshold with the highest precision"),
+    _share, "P in (0, 1]"))
+PARAMETRIC_OBJECTIVES.register("precision_at_recall")(ParametricObjective(
+    "precision_at_recall:R",
+    lambda r: ThresholdObjective(f"precision_at_recall:{r:g}", _precision,
+                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fn, r),
+                                 _recall, "the threshold with the highest recall"),
+    _share, "R in (0, 1]"))
+PARAMETRIC_OBJECTIVES.register("specificity_at_recall")(ParametricObjective(
+    "specificity_at_recall:R",
+    lambda r: ThresholdObjective(f"specificity_at_recall:{r:g}", _specificity,
+                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fn, r),
+                                 _recall, "the threshold with the highest recall"),
+    _share, "R in (0, 1]"))
+
+
+def threshold_metric_forms() -> list[str]:
+    """Every way to write ``--threshold_metric``."""
+    return [*THRESHOLD_OBJECTIVES.names(), *(PARAMETRIC_OBJECTIVES.get(n).form for n in PARAMETRIC_OBJECTIVES.names())]
+
+
+def threshold_objective(metric: str) -> ThresholdObjective:
+    """``f1`` or ``recall_at_precision:0.9`` as a :class:`ThresholdObjective`; a UserError names
+    what is wrong and the valid forms."""
+    name, sep, raw = str(metric).partition(":")
+    forms = ", ".join(threshold_metric_forms())
+    if not sep:
+        if name in PARAMETRIC_OBJECTIVES:
+            raise UserError(f"--threshold_metric {metric}: needs a value, written {PARAMETRIC_OBJECTIVES.get(name).form}")
+        if name not in THRESHOLD_OBJECTIVES:
+            raise UserError(f"--threshold_metric: unknown threshold metric '{metric}'; choose from {forms}")
+        return ThresholdObjective(name, THRESHOLD_OBJECTIVES.get(name))
+    if name not in PARAMETRIC_OBJECTIVES:
+        raise UserError(f"--threshold_metric: unknown threshold metric '{metric}'; choose from {forms}")
+    spec = PARAMETRIC_OBJECTIVES.get(name)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and spec.valid(value)):
+        raise UserError(f"--threshold_metric {metric}: {spec.form} needs {spec.rule}, got '{raw}'")
+    return spec.build(value)
 
 
 def _to_numpy(x: Any, what: str) -> np.ndarray:
@@ -258,52 +376,66 @@ def _label_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def optimize_thresholds(
-    y_true: Any, scores: Any, metric: str = "f1", fallback: float = 0.5, *, warn: bool = True
+    y_true: Any, scores: Any, metric: str = "f1", fallback: float = 0.5, *, warn: bool = True,
+    label_names: Optional[Sequence[str]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best per-label decision threshold for ``metric`` (rule: positive when score >= threshold).
 
     Args:
         y_true: ``(n,)`` or ``(n, L)`` 0/1 labels (numpy array, array-like or torch tensor).
         scores: same shape, finite scores (probabilities).
-        metric: a name in :data:`THRESHOLD_OBJECTIVES` (f1, f2, balanced_accuracy, youden_j, mcc).
+        metric: an objective (module docstring): ``f1``, ``recall_at_precision:0.9``, ...
         fallback: threshold used for labels without both classes in ``y_true``.
-        warn: log a warning for such labels (off for the per-epoch tuning, which would repeat it).
+        warn: log a warning for such labels and for infeasible constraints (off for the
+            per-epoch tuning, which would repeat it).
+        label_names: how warnings name the labels (default: their index).
 
     Returns:
         ``(thresholds, objectives)``, both float64 of shape ``(L,)`` (L=1 for 1-D input).
         Each threshold is one of the label's distinct score values and maximises the
-        objective over all of them; among equal best values the highest threshold wins.
-        Labels without positives or without negatives get ``fallback`` and ``nan``.
+        objective over all of them (under its constraint, if any); among equal best values the
+        highest threshold wins. Labels without positives or without negatives get
+        ``fallback`` and ``nan``; labels whose constraint no threshold meets get the closest
+        threshold and ``nan``.
 
     Raises:
-        UserError: unknown ``metric``.
+        UserError: unknown or malformed ``metric``.
         ValueError: mismatched shapes, non-finite scores, labels other than 0/1.
     """
-    objective = THRESHOLD_OBJECTIVES.get(metric)
+    objective = threshold_objective(metric)
     y, s = _as_label_rows(y_true, scores)  # (L, n) each
     n_labels, n = s.shape
+    names = list(label_names) if label_names is not None else [f"label {j}" for j in range(n_labels)]
     thresholds = np.full(n_labels, float(fallback), dtype=np.float64)
     best = np.full(n_labels, np.nan, dtype=np.float64)
     n_pos = y.sum(axis=1, dtype=np.int64)
+    infeasible = []
     for j in range(n_labels):
         p = int(n_pos[j])
         if p == 0 or p == n:
             if not warn:
                 continue
-            logger.warning(
-                "label %d has %s in y_true; using fallback threshold %g (objective nan)",
-                j,
-                "no positives" if p == 0 else "no negatives",
-                fallback,
-            )
+            logger.warning("%s has %s in y_true; using fallback threshold %g (objective nan)",
+                           names[j], "no positives" if p == 0 else "no negatives", fallback)
             continue
         uniq, tp, fp = _label_curve(y[j], s[j])
-        tp = tp.astype(np.float64)
-        fp = fp.astype(np.float64)
-        values = np.asarray(objective(tp, fp, p - tp, (n - p) - fp), dtype=np.float64)
+        counts = (tp.astype(np.float64), fp.astype(np.float64), (p - tp).astype(np.float64), ((n - p) - fp).astype(np.float64))
+        values = np.asarray(objective.value(*counts), dtype=np.float64)
+        met = True
+        if objective.feasible is not None:
+            ok = np.asarray(objective.feasible(*counts), dtype=bool)
+            if ok.any():
+                values = np.where(ok, values, -np.inf)
+            else:
+                met = False
+                infeasible.append(names[j])
+                values = np.asarray(objective.closest(*counts), dtype=np.float64)
         top = float(np.max(values))
         tied = values >= top - _TIE_ULPS * np.finfo(np.float64).eps * abs(top)
         k = uniq.shape[0] - 1 - int(np.argmax(tied[::-1]))  # highest threshold among the ties
         thresholds[j] = uniq[k]
-        best[j] = values[k]
+        best[j] = values[k] if met else np.nan
+    if infeasible and warn:
+        logger.warning("threshold metric %s: no threshold meets the constraint for %s; using %s instead",
+                       objective.name, ", ".join(infeasible), objective.closest_text)
     return thresholds, best

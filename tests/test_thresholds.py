@@ -225,3 +225,116 @@ def test_large_continuous_scores_match_sklearn_curve():
     k = np.flatnonzero(f >= f.max() - 1e-12).max()
     assert val[0] == pytest.approx(f[k], abs=1e-12)
     assert thr[0] == t[k]
+
+
+# --------------------------------------------------------------------------- objectives with a parameter
+
+
+def _counts(y, pred):
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    return tp, fp, fn, tn
+
+
+def _ratio(a, b):
+    return a / b if b else 0.0
+
+
+# metric -> (value, constraint or None, what is maximised when nothing meets it), from sklearn's confusion matrix
+PARAMETRIC_REFERENCE = {
+    "fbeta:0.5": (lambda y, p: fbeta_score(y, p, beta=0.5, zero_division=0), None, None),
+    "fbeta:3": (lambda y, p: fbeta_score(y, p, beta=3, zero_division=0), None, None),
+    "cost:10": (lambda y, p: -(10 * _counts(y, p)[2] + _counts(y, p)[1]), None, None),
+    "recall_at_precision:0.3": (
+        lambda y, p: _ratio(_counts(y, p)[0], _counts(y, p)[0] + _counts(y, p)[2]),
+        lambda y, p: _counts(y, p)[0] + _counts(y, p)[1] > 0 and _counts(y, p)[0] >= 0.3 * (_counts(y, p)[0] + _counts(y, p)[1]),
+        lambda y, p: _ratio(_counts(y, p)[0], _counts(y, p)[0] + _counts(y, p)[1])),
+    "precision_at_recall:0.6": (
+        lambda y, p: _ratio(_counts(y, p)[0], _counts(y, p)[0] + _counts(y, p)[1]),
+        lambda y, p: _counts(y, p)[0] >= 0.6 * (_counts(y, p)[0] + _counts(y, p)[2]), None),
+    "specificity_at_recall:0.8": (
+        lambda y, p: _ratio(_counts(y, p)[3], _counts(y, p)[3] + _counts(y, p)[1]),
+        lambda y, p: _counts(y, p)[0] >= 0.8 * (_counts(y, p)[0] + _counts(y, p)[2]), None),
+}
+
+
+def _brute_force_constrained(y, s, metric):
+    value, constraint, closest = PARAMETRIC_REFERENCE[metric]
+    cands = np.unique(s)
+    preds = [(s >= t).astype(int) for t in cands]
+    ok = np.array([constraint is None or constraint(y, p) for p in preds])
+    if not ok.any():
+        values = np.array([closest(y, p) for p in preds])
+        return None, cands[np.isclose(values, values.max(), rtol=0, atol=1e-12)].max()
+    values = np.array([value(y, p) if good else -np.inf for p, good in zip(preds, ok)])
+    best = values.max()
+    return best, cands[np.isclose(values, best, rtol=0, atol=1e-12)].max()
+
+
+@pytest.mark.parametrize("metric", sorted(PARAMETRIC_REFERENCE))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_objectives_with_a_parameter_match_brute_force(metric, seed):
+    y, s = _random_problem(seed)
+    thresholds, values = optimize_thresholds(y, s, metric=metric)
+    for j in range(3):
+        best, best_thr = _brute_force_constrained(y[:, j], s[:, j], metric)
+        assert thresholds[j] == best_thr
+        if best is None:
+            assert np.isnan(values[j])
+        else:
+            assert values[j] == pytest.approx(best, abs=1e-12)
+            _, constraint, _ = PARAMETRIC_REFERENCE[metric]
+            assert constraint is None or constraint(y[:, j], (s[:, j] >= thresholds[j]).astype(int))  # the constraint holds
+
+
+def test_constraint_met_at_exactly_the_asked_share():
+    # 4 of 5 predicted positives are right: precision 0.8 meets recall_at_precision:0.8 exactly
+    y = np.array([1, 1, 1, 1, 0, 1, 0, 0, 0, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1])
+    thr, val = optimize_thresholds(y, s, metric="recall_at_precision:0.8")
+    assert thr[0] == 0.5 and val[0] == pytest.approx(1.0)  # 5 of 6 at 0.5: precision 0.833, recall 1
+    thr, val = optimize_thresholds(y, s, metric="recall_at_precision:0.9")
+    assert thr[0] == 0.6 and val[0] == pytest.approx(0.8)  # the first four only
+
+
+def test_an_infeasible_constraint_warns_once_naming_labels_and_fallback(caplog):
+    y = np.array([[1, 1], [0, 0], [1, 1], [0, 0], [1, 0], [0, 1]])
+    s = np.array([[0.2, 0.1], [0.9, 0.9], [0.3, 0.2], [0.8, 0.8], [0.4, 0.3], [0.7, 0.4]])  # positives ranked last
+    with caplog.at_level(logging.WARNING, logger="imbalance.thresholds"):
+        thr, val = optimize_thresholds(y, s, metric="recall_at_precision:0.99", label_names=["ckd", "stroke"])
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "ckd, stroke" in messages[0] and "highest precision" in messages[0] and "recall_at_precision:0.99" in messages[0]
+    assert np.isnan(val).all()
+    # the fallback: the threshold with the best precision (ties: the highest threshold)
+    for j in range(2):
+        precision = [_ratio(((s[:, j] >= t) & (y[:, j] == 1)).sum(), (s[:, j] >= t).sum()) for t in s[:, j]]
+        best = max(precision)
+        assert thr[j] == max(t for t, p in zip(s[:, j], precision) if p == best)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imbalance.thresholds"):
+        optimize_thresholds(y, s, metric="recall_at_precision:0.99", warn=False)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("metric, fragment", [
+    ("recall_at_precision", "needs a value, written recall_at_precision:P"),
+    ("recall_at_precision:1.5", "P in (0, 1]"),
+    ("precision_at_recall:0", "R in (0, 1]"),
+    ("cost:-2", "C > 0"),
+    ("fbeta:abc", "B > 0"),
+    ("fbeta:nan", "B > 0"),
+    ("accuracy_at_recall:0.5", "unknown threshold metric"),
+])
+def test_malformed_metrics_are_user_errors_naming_the_form(metric, fragment):
+    with pytest.raises(UserError, match="--threshold_metric") as err:
+        optimize_thresholds(np.array([0, 1]), np.array([0.2, 0.8]), metric=metric)
+    assert fragment in str(err.value)
+
+
+def test_config_takes_a_constrained_threshold_metric():
+    from imbalance.config import parse_config
+
+    cfg, _ = parse_config(["--optimize_thresholds", "--threshold_metric", "recall_at_precision:0.25"])
+    assert cfg.threshold_metric == "recall_at_precision:0.25"
+    with pytest.raises(UserError, match="P in"):
+        parse_config(["--threshold_metric", "recall_at_precision:2"])
