@@ -35,7 +35,8 @@ from imbalance.distributed import DistContext, init_distributed
 from imbalance.errors import UserError
 from imbalance.files import write_csv, write_json, write_text
 from imbalance.pipeline import RunCheckpoints, fit_members, input_spec, prepare_data, resolve_device, score_and_save
-from imbalance.reporting import CollapseGuard, EpochLogger, Levers, compare_reports, format_comparison_markdown, format_label_table
+from imbalance.reporting import (CollapseGuard, EpochLogger, Levers, compare_reports, format_calibration,
+                                 format_comparison_markdown, format_label_table)
 from imbalance.run_folder import RunFolder
 from imbalance.synthetic_quality import gate_failures, report_markdown
 
@@ -219,6 +220,7 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
 def print_tables(report: dict) -> None:
     for model_name, metrics in report["models"].items():
         print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
+    print("\n" + format_calibration(report["calibration"]).replace("## ", "", 1))
 
 
 def check_synthetic_rows(cfg: TrainConfig, data, folder: Optional[RunFolder], epoch_log: EpochLogger) -> None:

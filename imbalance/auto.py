@@ -286,6 +286,7 @@ def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -
                             checkpoints=RunCheckpoints(cfg=cfg, data=best.data, inputs=best.inputs))
     trained = TrainedModels(
         members=[m for f in finalists for m in f.trained.members], results=[r for f in finalists for r in f.trained.results],
+        prior_shifts=[shift for f in finalists for shift in f.trained.prior_shifts],
         about=[{"trial": f.record.number, **f.record.params, "num_embeddings": f.inputs.num_embeddings, "seed": f.cfg.seed,
                 "val_auprc": f.record.val_auprc} for f in finalists],
     )

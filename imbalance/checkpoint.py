@@ -55,6 +55,7 @@ def build_checkpoint(
     complete: bool = True,
     resume: Optional[Mapping[str, Any]] = None,
     member_models: Optional[Sequence[Mapping[str, Any]]] = None,
+    calibration: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """``member_models``: one ``{model_name, model_settings, inputs}`` per member; by default every
     member is the top-level model (a seed ensemble)."""
@@ -76,6 +77,7 @@ def build_checkpoint(
         "id_col": id_col,
         "thresholds": [float(t) for t in thresholds],
         "threshold_source": threshold_source,
+        "calibration": None if calibration is None else dict(calibration),
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
         "torch_version": str(torch.__version__),

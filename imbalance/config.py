@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import argparse_dataclass
 
 from .augmentation import AUGMENT_STRATEGIES
+from .calibration import CALIBRATIONS
 from .class_weights import CLASS_WEIGHT_METHODS
 from .errors import UserError
 from .generators import GENERATORS
@@ -118,6 +119,8 @@ class TrainConfig:
     optimize_thresholds: bool = _switch(False, "tune each label's decision threshold on validation after training")
     threshold_metric: str = _opt("f1", "objective for threshold tuning: " + ", ".join(threshold_metric_forms())
                                  + " (P, R in (0, 1]; C: a missed positive costs C false alarms)")
+    calibration: str = _opt("platt", "turn scores into probabilities after training, fitted on validation: none, prior (undo the "
+                            "recipe's shift, closed form), temperature, platt, isotonic", choices=CALIBRATIONS.names())
     collapse_patience: int = _opt(3, "warn after this many epochs with no (or only) positive predictions for a label")
 
     # -- more minority rows (training split only) -------------------------------------------
@@ -179,6 +182,7 @@ class TrainConfig:
             ("model", MODELS),
             ("optimizer", OPTIMIZERS),
             ("lr_scheduler", LR_SCHEDULERS),
+            ("calibration", CALIBRATIONS),
         ):
             value = getattr(self, name)
             need(value in registry, f"--{name}: unknown {registry.kind} '{value}'; choose from {', '.join(registry.names())}")

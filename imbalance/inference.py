@@ -11,6 +11,7 @@ import torch
 
 from models import create_model
 
+from .calibration import Calibration
 from .checkpoint import load_checkpoint, member_models
 from .errors import UserError
 from .preprocessing import TabularPreprocessor
@@ -68,6 +69,8 @@ class Predictor:
                 raise UserError(f"{source}: damaged checkpoint: its model does not match its weights ({_first_line(exc)}); "
                                 "use the run's own best.pt or train again") from None
             self.models.append(model.to(self.device).eval())
+        self.calibration = Calibration.from_dict(checkpoint.get("calibration"), n_labels=len(self.label_names),
+                                                 n_members=len(self.models), source=source)
         n_labels = {spec["inputs"].get("n_labels") for spec in described}
         width = len(self.preprocessor.input_columns)
         if n_labels != {len(self.label_names)} or not width:
@@ -84,7 +87,8 @@ class Predictor:
 
     def _prob(self, frame: pd.DataFrame, source: str) -> np.ndarray:
         rows = TensorRows.from_numpy(self.preprocessor.transform(frame, source=source), self.device)
-        return predict_proba(self.models, rows).cpu().numpy()
+        raw = predict_proba(self.models, rows, offsets=self.calibration.member_offsets()).cpu().numpy()
+        return self.calibration.apply(raw)
 
     def predict_proba(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
         """Probability per label (columns named by label), aligned with ``frame``'s index."""

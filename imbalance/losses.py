@@ -40,6 +40,11 @@ class ElementwiseLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.elementwise(logits, targets).mean()
 
+    def positive_weight(self, n_labels: int) -> torch.Tensor:
+        """(L,) how many negatives a positive counts as: the factor by which this loss moves a
+        positive's odds (the ``prior`` calibration undoes it). 1 unless the loss weighs positives."""
+        return torch.ones(n_labels)
+
 
 class BCELoss(ElementwiseLoss):
     def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -55,6 +60,9 @@ class WeightedBCELoss(ElementwiseLoss):
 
     def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=self.pos_weight, reduction="none")
+
+    def positive_weight(self, n_labels: int) -> torch.Tensor:
+        return self.pos_weight.detach().cpu().expand(n_labels).clone()
 
 
 class FocalLoss(ElementwiseLoss):
@@ -79,6 +87,11 @@ class FocalLoss(ElementwiseLoss):
         pos = -self.alpha * y * torch.exp(self.gamma * log_not_p) * log_p
         neg = -(1.0 - self.alpha) * (1.0 - y) * torch.exp(self.gamma * log_p) * log_not_p
         return pos + neg
+
+    def positive_weight(self, n_labels: int) -> torch.Tensor:
+        # alpha / (1 - alpha); the focusing term changes the optimum's shape, not this ratio
+        alpha = self.alpha.detach().cpu().expand(n_labels)
+        return alpha / (1.0 - alpha)
 
 
 @LOSSES.register("bce")

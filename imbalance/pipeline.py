@@ -35,6 +35,7 @@ from models import InputSpec, create_model
 from .analyze import Analysis, analyze
 from .augmentation import AugmentedTrain, augment_training_split
 from .baselines import baseline_scores
+from .calibration import ECE_BINS, SHIFTED, Calibration, calibration_metrics, fit_calibration, prior_shift
 from .bins import fit_bins
 from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from .files import write_csv, write_json, write_text
@@ -268,13 +269,14 @@ class RunCheckpoints:
         return {"model_name": cfg.model, "model_settings": dataclasses.asdict(cfg.model_settings), "inputs": inputs.to_dict()}
 
     def build(self, members: list[dict[str, torch.Tensor]], *, epoch: int, thresholds: Any, source: str,
-              metrics: dict[str, Any], complete: bool = False, **resume_state: Any) -> dict[str, Any]:
+              metrics: dict[str, Any], complete: bool = False, **extra: Any) -> dict[str, Any]:
+        """``extra``: ``optimizer_state`` and ``resume`` (last.pt), ``calibration`` (the final best.pt)."""
         top = self.model_of(self.cfg, self.inputs)
         return build_checkpoint(
             **top, members=members, member_models=self.member_models, train_config=self.cfg.to_dict(),
             preprocessing=self.data.preprocessor.state_dict(), label_names=self.data.label_names,
             id_col=self.data.table.id_col, thresholds=thresholds, threshold_source=source, epoch=epoch, metrics=metrics,
-            complete=complete, **resume_state,
+            complete=complete, **extra,
         )
 
 
@@ -287,6 +289,7 @@ class TrainedModels:
     members: list[nn.Module]
     results: list[FitResult]
     about: Optional[list[dict[str, Any]]] = None
+    prior_shifts: Optional[list[list[float]]] = None  # per member and label: how far its recipe moved the log-odds
 
     @property
     def states(self) -> list[dict[str, torch.Tensor]]:
@@ -356,6 +359,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
                                           positive_share=share if cfg.use_weighted_sampling else None)
     log_label_summary(cfg, names, y_train, class_weights, share)
     balance = LabelBalance.needed(y_train, weighted=cfg.use_weighted_sampling, method=cfg.weight_method, device=device)
+    shift = None  # the same recipe for every member
     tensors = {part: (TensorRows.from_numpy(data.rows[part], device), torch.from_numpy(data.labels[part]).float().to(device))
                for part in ("train", "val")}
     resume = ResumePoint.load(Path(cfg.resume)) if cfg.resume is not None else None
@@ -370,6 +374,9 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
     for member in range(cfg.ensemble):
         seed = cfg.seed + member
         parts = build_components(cfg, data, inputs, class_weights, seed=seed, device=device, dist=dist)
+        if shift is None:
+            shift = prior_shift(prevalence=data.real_train_labels.mean(axis=0), trained_share=share,
+                                positive_weight=parts.loss_fn.positive_weight(len(names)).numpy()).tolist()
         if resume is not None and member < resume.member:  # finished before the interruption
             parts.model.load_state_dict(resume.finished[member].best_state)
             members.append(parts.model)
@@ -410,7 +417,7 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
         parts.model.load_state_dict(result.best_state)
         members.append(parts.model)
         results.append(result)
-    return TrainedModels(members=members, results=results)
+    return TrainedModels(members=members, results=results, prior_shifts=[shift] * len(members))
 
 
 # -- thresholds, scores, outputs --------------------------------------------------------------
@@ -428,11 +435,32 @@ def tune_thresholds(cfg: TrainConfig, y_val: np.ndarray, prob_val: np.ndarray, *
     return thresholds, f"tuned on validation for {cfg.threshold_metric}"
 
 
-def predict_parts(trained: TrainedModels, data: PreparedData, *, device: torch.device, amp: bool = False) -> dict[str, np.ndarray]:
-    """The members' averaged probabilities on the validation and report splits."""
-    parts = ("val", data.report_split)
-    return {part: predict_proba(trained.members, TensorRows.from_numpy(data.rows[part], device), amp=amp).cpu().numpy()
-            for part in parts}
+def predict_parts(trained: TrainedModels, data: PreparedData, *, device: torch.device, amp: bool = False,
+                  calibration: Optional[Calibration] = None) -> dict[str, np.ndarray]:
+    """The members' averaged probabilities on the validation and report splits (calibrated
+    when a fitted ``calibration`` is given)."""
+    calibration = calibration or Calibration()
+    offsets = calibration.member_offsets()
+    return {part: calibration.apply(predict_proba(trained.members, TensorRows.from_numpy(data.rows[part], device), amp=amp,
+                                                  offsets=offsets).cpu().numpy())
+            for part in ("val", data.report_split)}
+
+
+def calibrate(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, raw: dict[str, np.ndarray], *,
+              device: torch.device) -> tuple[Calibration, dict[str, np.ndarray], dict[str, Any]]:
+    """Fit ``--calibration`` on the validation split; the calibrated probabilities, and the
+    calibration report (per label before and after, on the report split)."""
+    base = raw
+    if cfg.calibration in SHIFTED:  # the members' shifts undone first, then fitted on what is left
+        base = predict_parts(trained, data, device=device, amp=cfg.amp,
+                             calibration=Calibration("prior", member_shift=trained.prior_shifts))
+    calibration = fit_calibration(cfg.calibration, data.labels["val"], base["val"], member_shift=trained.prior_shifts)
+    prob = {part: calibration.apply(p) for part, p in base.items()}
+    split, names = data.report_split, data.label_names
+    report = {"method": cfg.calibration, "split": split, "ece_bins": ECE_BINS,
+              "before": calibration_metrics(data.labels[split], raw[split], names),
+              "after": calibration_metrics(data.labels[split], prob[split], names)}
+    return calibration, prob, report
 
 
 def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarray], thresholds: np.ndarray) -> dict[str, Any]:
@@ -454,19 +482,22 @@ def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels,
                    folder: RunFolder) -> tuple[dict[str, Any], str]:
     """The end of every run: predict validation and report splits, tune thresholds, score the
     network and the baselines, write the outputs. Returns the report and the thresholds' source."""
-    prob = predict_parts(trained, data, device=device, amp=cfg.amp)
+    raw = predict_parts(trained, data, device=device, amp=cfg.amp)
+    calibration, prob, calibration_report = calibrate(cfg, data, trained, raw, device=device)
     thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"], label_names=data.label_names)
     scored = score_models(cfg, data, prob, thresholds)
     report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
-                           guard=guard, epoch_log=epoch_log, started=started, folder=folder)
+                           guard=guard, epoch_log=epoch_log, started=started, folder=folder,
+                           calibration=calibration, calibration_report=calibration_report)
     return report, source
 
 
 def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
                   prob: dict[str, np.ndarray], thresholds: np.ndarray, source: str, scored: dict[str, Any],
-                  guard: CollapseGuard, epoch_log: EpochLogger, started: float, folder: RunFolder) -> dict[str, Any]:
-    """best.pt with every member and the tuned thresholds, metrics.json, report.md and
-    test_predictions.csv; returns the report written to metrics.json."""
+                  guard: CollapseGuard, epoch_log: EpochLogger, started: float, folder: RunFolder,
+                  calibration: Calibration, calibration_report: dict[str, Any]) -> dict[str, Any]:
+    """best.pt with every member, the calibration and the tuned thresholds, metrics.json,
+    report.md and test_predictions.csv; returns the report written to metrics.json."""
     split, names = data.report_split, data.label_names
     final = scored["network"]
     collapsed_final = {n: ("all-negative" if m["n_pos_pred"] == 0 else "all-positive")
@@ -489,6 +520,7 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
             "seconds": round(time.perf_counter() - started, 2),
         },
         "models": scored,
+        "calibration": calibration_report,
         "augmentation": None if data.augmented is None else {
             "provenance": data.augmented.provenance,
             "quality": None if data.augmented.quality is None else quality_summary(data.augmented.quality),
@@ -498,7 +530,8 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
     }
     last_epoch = trained.results[-1].best_epoch
     save_checkpoint(checkpoints.build(trained.states, epoch=last_epoch, thresholds=thresholds, source=source,
-                                      metrics={"split": split, **final}, complete=True), folder.file("best.pt"))
+                                      metrics={"split": split, **final}, complete=True, calibration=calibration.to_dict()),
+                    folder.file("best.pt"))
     write_json(folder.file("metrics.json"), report)
     write_text(folder.file("report.md"), format_report_markdown(report))
     if len(data.splits["test"]):

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 __all__ = [
-    "CollapseGuard", "Levers", "EpochLogger", "format_label_table", "format_report_markdown",
+    "CollapseGuard", "Levers", "EpochLogger", "format_label_table", "format_report_markdown", "format_calibration",
     "compare_reports", "format_comparison_markdown",
 ]
 
@@ -253,6 +253,25 @@ def format_report_markdown(report: Mapping[str, Any]) -> str:
                 f"{_fmt(mac['f1'])} | {_fmt(mac['auroc'])} | {_fmt(mac['auprc'])} |"
             )
     lines.append("")
+    if report.get("calibration"):
+        lines += [format_calibration(report["calibration"]), ""]
+    return "\n".join(lines)
+
+
+def format_calibration(calibration: Mapping[str, Any]) -> str:
+    """Per label, before and after ``--calibration``, on the report split (Markdown table)."""
+    lines = [f"## Calibration: `{calibration['method']}` (fitted on validation; scored on the {calibration['split']} split)", "",
+             f"Brier score, expected calibration error (ECE, {calibration['ece_bins']} bins of equal row count), calibration "
+             "slope and intercept (1 and 0 when calibrated), mean predicted probability against the observed rate.", "",
+             "| label | Brier | ECE | slope | intercept | mean predicted | observed |", "|---|---|---|---|---|---|---|"]
+    for name, before in calibration["before"].items():
+        after = calibration["after"][name]
+
+        def pair(key: str) -> str:
+            return _fmt(after[key]) if calibration["method"] == "none" else f"{_fmt(before[key])} -> {_fmt(after[key])}"
+
+        lines.append(f"| {name} | {pair('brier')} | {pair('ece')} | {pair('slope')} | {pair('intercept')} | "
+                     f"{pair('mean_predicted')} | {_fmt(after['observed_rate'])} |")
     return "\n".join(lines)
 
 

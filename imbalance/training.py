@@ -280,13 +280,18 @@ def _pair(rows: TensorRows) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_proba(models: "nn.Module | Sequence[nn.Module]", x: TensorRows, *, batch_size: int = 8192, amp: bool = False) -> torch.Tensor:
+def predict_proba(models: "nn.Module | Sequence[nn.Module]", x: TensorRows, *, batch_size: int = 8192, amp: bool = False,
+                  offsets: Optional[Any] = None) -> torch.Tensor:
     """Probabilities (n, L), float32, on the input's device: the sigmoid of the logits, averaged
-    over a model's own members (TabM) and over the models of a seed ensemble."""
+    over a model's own members (TabM) and over the models of an ensemble. ``offsets`` (models, L),
+    optional: subtracted from each model's logits first (the ``prior`` calibration)."""
     models = [models] if isinstance(models, nn.Module) else list(models)
     total = None
-    for model in models:
-        prob = member_probabilities(predict_logits(model, x, batch_size=batch_size, amp=amp))
+    for i, model in enumerate(models):
+        logits = predict_logits(model, x, batch_size=batch_size, amp=amp)
+        if offsets is not None:
+            logits = logits - torch.as_tensor(np.asarray(offsets)[i], dtype=logits.dtype, device=logits.device)
+        prob = member_probabilities(logits)
         total = prob if total is None else total + prob
     return total / len(models)
 

@@ -338,6 +338,33 @@ def test_every_model_trains_saves_reloads_and_predicts_the_same(tmp_path, small_
     _predict_matches_training(tmp_path, out, csv, labels)
 
 
+@pytest.mark.parametrize("method", ["none", "prior", "temperature", "platt", "isotonic"])
+def test_calibration_is_fitted_stored_applied_by_predict_and_reported(tmp_path, small_tables, method):
+    csv = small_tables["multilabel"]
+    out = tmp_path / "run"
+    # per_class sampling with focal loss and aggressive class weights: scores far above the real risk
+    assert _train("--csv_path", csv, "--id_col", "patient_id", "--output_dir", out, "--weight_method", "per_class",
+                  "--loss_type", "focal", "--class_weight_method", "aggressive", "--calibration", method, *TINY_RUN) == 0
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["calibration"]["method"] == method
+    report = json.loads((out / "metrics.json").read_text())
+    calibration = report["calibration"]
+    assert calibration["method"] == method and calibration["split"] == "test"
+    labels = list(DEMO_LABELS)
+    before = np.mean([calibration["before"][n]["mean_predicted"] for n in labels])
+    after = np.mean([calibration["after"][n]["mean_predicted"] for n in labels])
+    observed = np.mean([calibration["after"][n]["observed_rate"] for n in labels])
+    assert before > 3 * observed  # the recipe's scores overstate the risk
+    if method == "none":
+        assert after == before
+    else:  # every method brings the mean predicted risk much nearer the observed rate
+        assert abs(after - observed) < 0.5 * abs(before - observed)
+    assert f"Calibration: `{method}`" in (out / "report.md").read_text()
+    # predict.py applies the stored calibration: the same probabilities as the run's own test predictions
+    got = _predict_matches_training(tmp_path, out, csv, labels)
+    assert np.mean(got[[f"{n}_prob" for n in labels]].to_numpy()) == pytest.approx(after, rel=1e-4)
+
+
 def test_embeddings_and_a_seed_ensemble_in_one_checkpoint(tmp_path, small_tables):
     csv = small_tables["multilabel"]
     out = tmp_path / "ens"
@@ -350,19 +377,25 @@ def test_embeddings_and_a_seed_ensemble_in_one_checkpoint(tmp_path, small_tables
     report = json.loads((out / "metrics.json").read_text())
     assert [m["member"] for m in report["run"]["members"]] == [0, 1]
     got = _predict_matches_training(tmp_path, out, csv, list(DEMO_LABELS))
-    # the checkpoint's probabilities are the mean of its members' probabilities
+    # the checkpoint's probabilities are the calibrated mean of its members' probabilities
+    from imbalance.calibration import Calibration
     from imbalance.inference import Predictor
 
     predictor = Predictor.load(out)
+    assert predictor.calibration.method == "platt"  # the default
     rows = pd.read_csv(csv).iloc[pd.read_csv(out / "test_predictions.csv")["row"]]
+    calibrated = predictor.predict_proba(rows)
+    calibration, predictor.calibration = predictor.calibration, Calibration()
     mean = predictor.predict_proba(rows)
     singles = []
     for member in range(2):
         one = Predictor.load(out)
-        one.models = [one.models[member]]
+        one.models, one.calibration = [one.models[member]], Calibration()
         singles.append(one.predict_proba(rows))
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-6)
-    np.testing.assert_allclose(got[[f"{n}_prob" for n in DEMO_LABELS]].to_numpy(), mean, atol=1e-6)
+    # (the calibration's slope magnifies float32 rounding of the mean: a looser but still tight tolerance)
+    np.testing.assert_allclose(calibrated, calibration.apply(mean.to_numpy()), atol=1e-5)
+    np.testing.assert_allclose(got[[f"{n}_prob" for n in DEMO_LABELS]].to_numpy(), calibrated, atol=1e-5)
 
 
 @pytest.mark.parametrize("args, fragments", [
