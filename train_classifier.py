@@ -36,7 +36,7 @@ from imbalance.errors import UserError
 from imbalance.files import write_csv, write_json, write_text
 from imbalance.pipeline import RunCheckpoints, fit_members, input_spec, prepare_data, resolve_device, score_and_save
 from imbalance.reporting import (CollapseGuard, EpochLogger, Levers, compare_reports, format_calibration,
-                                 format_comparison_markdown, format_label_table)
+                                 format_comparison_markdown, format_intervals, format_label_table)
 from imbalance.run_folder import RunFolder
 from imbalance.synthetic_quality import gate_failures, report_markdown
 
@@ -220,7 +220,16 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
 def print_tables(report: dict) -> None:
     for model_name, metrics in report["models"].items():
         print("\n" + format_label_table(metrics, title=f"[{model_name}]"))
+    if report.get("intervals"):
+        print("\n" + format_intervals(report).replace("## ", "", 1))
     print("\n" + format_calibration(report["calibration"]).replace("## ", "", 1))
+    for column, labels in (report.get("slices") or {}).get("columns", {}).items():
+        for label, result in labels.items():
+            flagged = [g for g, m in result["groups"].items() if "flagged" in m]
+            eo, dp = (result[k] for k in ("equalized_odds_difference", "demographic_parity_difference"))
+            print(f"subgroups of {label} by {column}: equalized-odds difference {'n/a' if eo is None else f'{eo:.3f}'}, "
+                  f"demographic-parity difference {'n/a' if dp is None else f'{dp:.3f}'}"
+                  + (f"; flagged (too few positives to score): {', '.join(flagged)}" if flagged else "") + " (report.md)")
 
 
 def check_synthetic_rows(cfg: TrainConfig, data, folder: Optional[RunFolder], epoch_log: EpochLogger) -> None:

@@ -160,6 +160,11 @@ class TrainConfig:
     num_threads: int = _opt(0, "torch CPU threads (0 = auto: 1, fastest for small MLPs on few cores)")
 
     # -- reporting -------------------------------------------------------------------------
+    slice_cols: Optional[str] = _opt(None, "comma-separated feature columns to report subgroups by (e.g. sex,age): per-group recall, "
+                                     "precision, false-positive rate, AUROC; equalized-odds and demographic-parity differences")
+    slice_bins: int = _opt(4, "--slice_cols: numeric columns are cut into this many quantile bins of the training rows")
+    slice_min_positives: int = _opt(10, "--slice_cols: groups with fewer positives are flagged, not scored")
+    bootstrap: int = _opt(1000, "stratified bootstrap resamples for 95 percent intervals of the held-out metrics (0 = none)")
     baselines: str = _opt("logistic", "comma-separated baselines scored on the same split (logistic, hgb, prior) or 'none'")
     tensorboard: bool = _switch(True, "write TensorBoard logs under <output_dir>/tensorboard")
     quiet: bool = _switch(False, "no progress bar and no per-epoch lines")
@@ -221,6 +226,10 @@ class TrainConfig:
              f"--seed must be an integer in [0, {_MAX_SEED - self.ensemble + 1}], got {self.seed}")
         need(self.time_budget > 0, f"--time_budget must be > 0 seconds, got {self.time_budget}")
         need(self.max_trials >= 0, f"--max_trials must be >= 0, got {self.max_trials}")
+        need(self.slice_bins >= 2, f"--slice_bins must be >= 2, got {self.slice_bins}")
+        need(self.slice_min_positives >= 1, f"--slice_min_positives must be >= 1, got {self.slice_min_positives}")
+        need(self.bootstrap == 0 or self.bootstrap >= 100,
+             f"--bootstrap must be 0 (no intervals) or at least 100 resamples, got {self.bootstrap}")
         need(self.ensemble_top >= 1, f"--ensemble_top must be >= 1, got {self.ensemble_top}")
         need(self.ensemble_top == 1 or self.preset == AUTO_PRESET,
              "--ensemble_top averages the best trials of a search: use it with --preset auto (or --ensemble N for one model)")

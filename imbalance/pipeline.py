@@ -6,7 +6,7 @@
     input_spec        what the model is given: feature counts, cardinalities, numeric-embedding bins
     fit_members       build the model, loss, optimiser and sampler per member and train with early stopping
     tune_thresholds   per-label decision thresholds on the validation split
-    score_models      the network and the baselines on the held-out split
+    score_models      the network and the baselines on the held-out split (and bootstrap intervals)
     write_outputs     best.pt, metrics.json, report.md, test_predictions.csv, TensorBoard's last entries
 
 ``score_and_save`` runs the last three in order (every run ends with it, a search's too).
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -35,6 +36,7 @@ from models import InputSpec, create_model
 from .analyze import Analysis, analyze
 from .augmentation import AugmentedTrain, augment_training_split
 from .baselines import baseline_scores
+from .bootstrap import bootstrap_report
 from .calibration import ECE_BINS, SHIFTED, Calibration, calibration_metrics, fit_calibration, prior_shift
 from .bins import fit_bins
 from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
@@ -51,6 +53,7 @@ from .preprocessing import EncodedRows, TabularPreprocessor
 from .reporting import CollapseGuard, EpochLogger, format_report_markdown
 from .run_folder import RunFolder
 from .sampling import LabelBalance, build_sampler, effective_positive_share
+from .slices import check_slice_columns, slice_report
 from .splitting import split_indices
 from .synthetic_quality import quality_summary
 from .thresholds import optimize_thresholds
@@ -109,6 +112,7 @@ class PreparedData:
     analysis: Optional[Analysis] = None  # the imbalance analysis (analysis.json)
     train_features: Optional[Any] = None  # the raw training rows, kept for a search's per-trial augmentation
     augmented: Optional[AugmentedTrain] = None
+    slice_values: Optional[pd.DataFrame] = None  # --slice_cols: those raw columns for every row of the table
 
     @property
     def label_names(self) -> list[str]:
@@ -153,6 +157,7 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False,
     every row once, then add the asked-for rows to the training split."""
     # One worker per process under torchrun.
     table, splits, pre = load_and_fit(cfg, workers=1 if dist.enabled else min(4, _available_cores()), progress=progress)
+    check_slice_columns(split_list(cfg.slice_cols), list(table.features.columns), table.source)
     names = table.label_names
     analysis = _analysis(cfg, table, splits, pre)
     # Train, validation and test rows back to back in one set of blocks; each split is a view.
@@ -177,6 +182,8 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False,
         data.rows["train"], data.labels["train"] = data.augmented.rows, data.augmented.y
     if keep_train_features:
         data.train_features = table.features.iloc[splits["train"]].copy()
+    if cfg.slice_cols:
+        data.slice_values = table.features[split_list(cfg.slice_cols)].copy()
     table.release_features()  # from here on the encoded blocks hold the features
     return data
 
@@ -463,18 +470,46 @@ def calibrate(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, raw:
     return calibration, prob, report
 
 
-def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarray], thresholds: np.ndarray) -> dict[str, Any]:
+def score_models(cfg: TrainConfig, data: PreparedData, prob: dict[str, np.ndarray],
+                 thresholds: np.ndarray) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per-label metrics on the report split: the network, then every baseline fitted on the real
-    training rows (the simple model users would otherwise fit) with thresholds tuned the same way."""
+    training rows (the simple model users would otherwise fit) with thresholds tuned the same way.
+    Also each model's report-split probabilities and thresholds (for the bootstrap)."""
     split, names = data.report_split, data.label_names
     scored = {"network": label_metrics(data.labels[split], prob[split], thresholds, names)}
+    used = {"network": (prob[split], thresholds)}
     for baseline in cfg.baseline_names:
         scores = baseline_scores(baseline, data.real_train, data.real_train_labels,
                                  {"val": data.rows["val"], split: data.rows[split]},
                                  cardinalities=data.preprocessor.cardinalities, seed=cfg.seed)
         base_thr, _ = tune_thresholds(cfg, data.labels["val"], scores["val"])
         scored[baseline] = label_metrics(data.labels[split], scores[split], base_thr, names)
-    return scored
+        used[baseline] = (scores[split], base_thr)
+    return scored, used
+
+
+def slices(cfg: TrainConfig, data: PreparedData, prob: np.ndarray, thresholds: np.ndarray) -> Optional[dict[str, Any]]:
+    """``--slice_cols``: the network's report split by subgroup (None without the flag)."""
+    if data.slice_values is None:
+        return None
+    split = data.report_split
+    columns = {name: (data.slice_values[name].iloc[data.splits["train"]], data.slice_values[name].iloc[data.splits[split]])
+               for name in data.slice_values.columns}
+    return slice_report(data.labels[split], prob, thresholds, data.label_names, columns, bins=cfg.slice_bins,
+                        min_positives=cfg.slice_min_positives)
+
+
+def intervals(cfg: TrainConfig, data: PreparedData, scored: dict[str, Any],
+              used: dict[str, tuple[np.ndarray, np.ndarray]]) -> Optional[dict[str, Any]]:
+    """``--bootstrap N`` intervals on the report split (None with ``--bootstrap 0``)."""
+    if not cfg.bootstrap:
+        return None
+    started = time.perf_counter()
+    report = bootstrap_report(data.labels[data.report_split], used, data.label_names, n_boot=cfg.bootstrap, seed=cfg.seed,
+                              point=scored)
+    log.info("bootstrap: %d stratified resamples of the %s split in %.1f s", cfg.bootstrap, data.report_split,
+             time.perf_counter() - started)
+    return report
 
 
 def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
@@ -485,17 +520,20 @@ def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels,
     raw = predict_parts(trained, data, device=device, amp=cfg.amp)
     calibration, prob, calibration_report = calibrate(cfg, data, trained, raw, device=device)
     thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"], label_names=data.label_names)
-    scored = score_models(cfg, data, prob, thresholds)
+    scored, used = score_models(cfg, data, prob, thresholds)
     report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
                            guard=guard, epoch_log=epoch_log, started=started, folder=folder,
-                           calibration=calibration, calibration_report=calibration_report)
+                           calibration=calibration, calibration_report=calibration_report,
+                           intervals=intervals(cfg, data, scored, used),
+                           slices=slices(cfg, data, prob[data.report_split], thresholds))
     return report, source
 
 
 def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, checkpoints: RunCheckpoints, *,
                   prob: dict[str, np.ndarray], thresholds: np.ndarray, source: str, scored: dict[str, Any],
                   guard: CollapseGuard, epoch_log: EpochLogger, started: float, folder: RunFolder,
-                  calibration: Calibration, calibration_report: dict[str, Any]) -> dict[str, Any]:
+                  calibration: Calibration, calibration_report: dict[str, Any],
+                  intervals: Optional[dict[str, Any]] = None, slices: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """best.pt with every member, the calibration and the tuned thresholds, metrics.json,
     report.md and test_predictions.csv; returns the report written to metrics.json."""
     split, names = data.report_split, data.label_names
@@ -520,6 +558,8 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
             "seconds": round(time.perf_counter() - started, 2),
         },
         "models": scored,
+        "intervals": intervals,
+        "slices": slices,
         "calibration": calibration_report,
         "augmentation": None if data.augmented is None else {
             "provenance": data.augmented.provenance,

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "CollapseGuard", "Levers", "EpochLogger", "format_label_table", "format_report_markdown", "format_calibration",
+    "format_intervals", "format_slices",
     "compare_reports", "format_comparison_markdown",
 ]
 
@@ -253,8 +254,62 @@ def format_report_markdown(report: Mapping[str, Any]) -> str:
                 f"{_fmt(mac['f1'])} | {_fmt(mac['auroc'])} | {_fmt(mac['auprc'])} |"
             )
     lines.append("")
+    if report.get("intervals"):
+        lines += [format_intervals(report), ""]
     if report.get("calibration"):
         lines += [format_calibration(report["calibration"]), ""]
+    if report.get("slices"):
+        lines += [format_slices(report), ""]
+    return "\n".join(lines)
+
+
+def format_intervals(report: Mapping[str, Any]) -> str:
+    """Point estimates with bootstrap intervals (Markdown): macro per model, then per label for
+    every model, then the paired difference between the network and the better baseline."""
+    boot = report["intervals"]
+    level = round(100 * boot["level"])
+    keys = ("auroc", "auprc", "f1", "precision", "recall")
+
+    def cell(value: float, interval: Sequence[float]) -> str:
+        return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+    lines = [f"## {level}% intervals ({boot['n_boot']} bootstrap resamples of the {report['split']} split, "
+             f"stratified by {boot['stratified_by']})", "",
+             "| model | label | " + " | ".join(k.upper() if k.startswith("au") else k for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for model, models in boot["models"].items():
+        point = report["models"][model]
+        rows = [(name, point["labels"][name], models["labels"][name]) for name in models["labels"]]
+        if len(rows) > 1:
+            rows.append(("**macro**", point["macro"], models["macro"]))
+        for name, values, ci in rows:
+            lines.append(f"| {model} | {name} | " + " | ".join(cell(values[k], ci[k]) for k in keys) + " |")
+    paired = boot.get("paired")
+    if paired:
+        low, high = paired["interval"]
+        lines += ["", f"Network - {paired['baseline']}, {paired['metric']}: {paired['difference']:+.3f} "
+                      f"({level}% interval {low:+.3f} to {high:+.3f}); the network was ahead in "
+                      f"{100 * paired['share_network_better']:.0f}% of the resamples."]
+    return "\n".join(lines)
+
+
+def format_slices(report: Mapping[str, Any]) -> str:
+    """Per slice column and label, each group's counts and metrics (Markdown)."""
+    slices = report["slices"]
+    lines = [f"## Subgroups ({report['split']} split; numeric columns in {slices['bins']} quantile bins of the training rows; "
+             f"groups with fewer than {slices['min_positives']} positives flagged, not scored)", ""]
+    keys = ("recall", "precision", "false_positive_rate", "auroc")
+    for column, labels in slices["columns"].items():
+        for label, result in labels.items():
+            eo, dp = result["equalized_odds_difference"], result["demographic_parity_difference"]
+            lines += [f"### `{label}` by `{column}`", "",
+                      f"Equalized-odds difference {_fmt(eo)}, demographic-parity difference {_fmt(dp)} "
+                      f"(over {len(result['scored_groups'])} scored groups).", "",
+                      "| group | rows | positives | prevalence | recall | precision | false-positive rate | AUROC |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for group, m in result["groups"].items():
+                values = " | ".join(_fmt(m[k]) for k in keys) if "flagged" not in m else f"flagged: {m['flagged']} | | |"
+                lines.append(f"| {group} | {m['rows']} | {m['positives']} | {_fmt(m['prevalence'])} | {values} |")
+            lines.append("")
     return "\n".join(lines)
 
 

