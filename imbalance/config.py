@@ -166,6 +166,7 @@ class TrainConfig:
     slice_min_positives: int = _opt(10, "--slice_cols: groups with fewer positives are flagged, not scored")
     bootstrap: int = _opt(1000, "stratified bootstrap resamples for 95 percent intervals of the held-out metrics (0 = none)")
     baselines: str = _opt("logistic", "comma-separated baselines scored on the same split (logistic, hgb, prior) or 'none'")
+    plots: bool = _switch(True, "write PNG plots (curves, calibration, thresholds, training, subgroups) under <output_dir>/plots")
     tensorboard: bool = _switch(True, "write TensorBoard logs under <output_dir>/tensorboard")
     quiet: bool = _switch(False, "no progress bar and no per-epoch lines")
 

@@ -49,6 +49,7 @@ from .errors import UserError
 from .inference import prediction_frame
 from .losses import ElementwiseLoss, build_loss
 from .metrics import label_metrics
+from .plots import PlotData, write_plots
 from .preprocessing import EncodedRows, TabularPreprocessor
 from .reporting import CollapseGuard, EpochLogger, format_report_markdown
 from .run_folder import RunFolder
@@ -521,11 +522,16 @@ def score_and_save(cfg: TrainConfig, data: PreparedData, trained: TrainedModels,
     calibration, prob, calibration_report = calibrate(cfg, data, trained, raw, device=device)
     thresholds, source = tune_thresholds(cfg, data.labels["val"], prob["val"], label_names=data.label_names)
     scored, used = score_models(cfg, data, prob, thresholds)
+    subgroups = slices(cfg, data, prob[data.report_split], thresholds)
+    plot_data = None if not cfg.plots else PlotData(
+        label_names=data.label_names, split=data.report_split, y=data.labels[data.report_split], models=used,
+        raw=raw[data.report_split], y_val=data.labels["val"], prob_val=prob["val"], calibration=cfg.calibration,
+        history=[record.summary(data.label_names) for record in trained.history], stop_metric=cfg.early_stop_metric,
+        slices=subgroups)
     report = write_outputs(cfg, data, trained, checkpoints, prob=prob, thresholds=thresholds, source=source, scored=scored,
                            guard=guard, epoch_log=epoch_log, started=started, folder=folder,
                            calibration=calibration, calibration_report=calibration_report,
-                           intervals=intervals(cfg, data, scored, used),
-                           slices=slices(cfg, data, prob[data.report_split], thresholds))
+                           intervals=intervals(cfg, data, scored, used), slices=subgroups, plot_data=plot_data)
     return report, source
 
 
@@ -533,7 +539,8 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
                   prob: dict[str, np.ndarray], thresholds: np.ndarray, source: str, scored: dict[str, Any],
                   guard: CollapseGuard, epoch_log: EpochLogger, started: float, folder: RunFolder,
                   calibration: Calibration, calibration_report: dict[str, Any],
-                  intervals: Optional[dict[str, Any]] = None, slices: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                  intervals: Optional[dict[str, Any]] = None, slices: Optional[dict[str, Any]] = None,
+                  plot_data: Optional[PlotData] = None) -> dict[str, Any]:
     """best.pt with every member, the calibration and the tuned thresholds, metrics.json,
     report.md and test_predictions.csv; returns the report written to metrics.json."""
     split, names = data.report_split, data.label_names
@@ -568,6 +575,9 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
         "collapsed": {"final": collapsed_final, "during_training": dict(guard.collapsed)},
         "history": [record.summary(names) for record in trained.history],
     }
+    if plot_data is not None:
+        plots = folder.file("plots")
+        report["plots"] = [str(path.relative_to(folder.path)) for path in write_plots(plot_data, plots)]
     last_epoch = trained.results[-1].best_epoch
     save_checkpoint(checkpoints.build(trained.states, epoch=last_epoch, thresholds=thresholds, source=source,
                                       metrics={"split": split, **final}, complete=True, calibration=calibration.to_dict()),

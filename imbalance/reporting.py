@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "CollapseGuard", "Levers", "EpochLogger", "format_label_table", "format_report_markdown", "format_calibration",
-    "format_intervals", "format_slices",
+    "format_intervals", "format_slices", "format_plots",
     "compare_reports", "format_comparison_markdown",
 ]
 
@@ -260,6 +260,8 @@ def format_report_markdown(report: Mapping[str, Any]) -> str:
         lines += [format_calibration(report["calibration"]), ""]
     if report.get("slices"):
         lines += [format_slices(report), ""]
+    if report.get("plots"):
+        lines += [format_plots(report["plots"]), ""]
     return "\n".join(lines)
 
 
@@ -310,6 +312,22 @@ def format_slices(report: Mapping[str, Any]) -> str:
                 values = " | ".join(_fmt(m[k]) for k in keys) if "flagged" not in m else f"flagged: {m['flagged']} | | |"
                 lines.append(f"| {group} | {m['rows']} | {m['positives']} | {_fmt(m['prevalence'])} | {values} |")
             lines.append("")
+    return "\n".join(lines)
+
+
+def format_plots(plots: Sequence[str]) -> str:
+    """The run's plots embedded in Markdown, the run's own first, then one row of images per label."""
+    lines = ["## Plots", ""]
+    by_label: dict[str, list[str]] = {}
+    for path in plots:
+        name = Path(path).stem
+        kind, _, label = name.partition("_")
+        if kind in ("pr", "roc", "reliability", "threshold"):
+            by_label.setdefault(label, []).append(path)
+        else:
+            lines.append(f"![{name}]({path})")
+    for label, paths in by_label.items():
+        lines += ["", f"### {label}", "", " ".join(f"![{Path(p).stem}]({p})" for p in paths)]
     return "\n".join(lines)
 
 
