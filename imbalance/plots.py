@@ -1,10 +1,10 @@
 """The run's plots, PNG files under ``<run>/plots/`` that ``report.md`` and ``model_card.md`` embed.
 
-Per label: precision-recall and ROC curves of the network and every baseline on the report
-split, each with its operating point (its threshold) marked; a reliability diagram (observed
-rate against mean predicted probability in 10 bins of equal row count) before and after
-calibration; precision, recall and F1 against the threshold on the validation split, where the
-threshold was chosen. For the run: training and validation loss and the early-stopping metric
+Per label, one figure (``label_<name>.png``) of four panels: precision-recall and ROC curves
+of the network and every baseline on the report split, each with its operating point (its
+threshold) marked; a reliability diagram (observed rate against mean predicted probability in
+10 bins of equal row count) before and after calibration; precision, recall and F1 against the
+threshold on the validation split, where the threshold was chosen. For the run: training and validation loss and the early-stopping metric
 per epoch (every member of an ensemble), and, with ``--slice_cols``, recall and false-positive
 rate per subgroup. Figures are drawn with matplotlib's object API on an Agg canvas (no display,
 no global pyplot state) and written atomically.
@@ -48,14 +48,14 @@ def _figure(width: float = 5.5, height: float = 4.5) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=80)
     FigureCanvasAgg(figure)
     return figure
 
 
 def _save(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # fast; the files stay small line art
     write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
     return path
 
@@ -72,12 +72,8 @@ def _curves(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any
     return {"precision": precision, "recall": recall, "fpr": fpr, "tpr": tpr, "point": point}
 
 
-def _label_curves(data: PlotData, j: int, label: str, folder: Path) -> list[Path]:
+def _label_curves(data: PlotData, j: int, label: str, ax_pr: Any, ax_roc: Any) -> None:
     y = data.y[:, j]
-    if not 0 < y.sum() < len(y):
-        return []
-    pr, roc = _figure(), _figure()
-    ax_pr, ax_roc = pr.add_subplot(), roc.add_subplot()
     for colour, (model, (prob, thresholds)) in zip(_COLOURS, data.models.items()):
         c = _curves(y, prob[:, j], thresholds[j])
         ax_pr.plot(c["recall"], c["precision"], color=colour, label=model, drawstyle="steps-post")
@@ -87,9 +83,8 @@ def _label_curves(data: PlotData, j: int, label: str, folder: Path) -> list[Path
     ax_pr.axhline(y.mean(), color="grey", linestyle=":", label=f"prevalence {y.mean():.3f}")
     ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
     for ax, title, (xl, yl) in ((ax_pr, "precision-recall", ("recall", "precision")), (ax_roc, "ROC", ("false-positive rate", "recall"))):
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xl, ylabel=yl, title=f"{label}: {title} ({data.split}; dots: thresholds)")
-        ax.legend(loc="lower left" if ax is ax_pr else "lower right", fontsize=8)
-    return [_save(pr, folder / plot_name("pr", label)), _save(roc, folder / plot_name("roc", label))]
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xl, ylabel=yl, title=f"{title} ({data.split}; dots: thresholds)")
+        ax.legend(loc="lower left" if ax is ax_pr else "lower right", fontsize=7)
 
 
 def _binned(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -97,10 +92,8 @@ def _binned(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, n
     return np.array([p[c].mean() for c in chunks]), np.array([y[c].mean() for c in chunks])
 
 
-def _reliability(data: PlotData, j: int, label: str, folder: Path) -> list[Path]:
+def _reliability(data: PlotData, j: int, ax: Any) -> None:
     y = data.y[:, j]
-    figure = _figure()
-    ax = figure.add_subplot()
     if data.raw is not None and data.calibration != "none":
         ax.plot(*_binned(y, data.raw[:, j]), "s--", color="grey", label="before calibration")
     ax.plot(*_binned(y, data.models["network"][0][:, j]), "o-", color=_COLOURS[0],
@@ -108,15 +101,12 @@ def _reliability(data: PlotData, j: int, label: str, folder: Path) -> list[Path]
     top = max(0.05, float(ax.get_xlim()[1]), float(ax.get_ylim()[1]))
     ax.plot([0, top], [0, top], color="black", linestyle=":", label="perfectly calibrated")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="mean predicted probability", ylabel="observed rate",
-           title=f"{label}: reliability ({data.split}, 10 bins of equal rows)")
-    ax.legend(fontsize=8)
-    return [_save(figure, folder / plot_name("reliability", label))]
+           title=f"reliability ({data.split}, 10 bins of equal rows)")
+    ax.legend(fontsize=7)
 
 
-def _threshold_curve(data: PlotData, j: int, label: str, folder: Path) -> list[Path]:
+def _threshold_curve(data: PlotData, j: int, ax: Any) -> None:
     y, p = data.y_val[:, j], data.prob_val[:, j]
-    if not 0 < y.sum() < len(y):
-        return []
     candidates = np.unique(p)
     if len(candidates) > 400:  # enough to draw the curve
         candidates = np.quantile(p, np.linspace(0, 1, 400))
@@ -124,17 +114,28 @@ def _threshold_curve(data: PlotData, j: int, label: str, folder: Path) -> list[P
     tp = (pred & (y == 1)).sum(axis=1)
     n_pred = pred.sum(axis=1)
     precision = np.divide(tp, n_pred, out=np.ones(len(tp)), where=n_pred > 0)
-    recall = tp / y.sum()
+    recall = tp / max(y.sum(), 1)
     f1 = np.divide(2 * tp, n_pred + y.sum(), out=np.zeros(len(tp)), where=(n_pred + y.sum()) > 0)
-    figure = _figure()
-    ax = figure.add_subplot()
     for values, name, colour in ((precision, "precision", _COLOURS[1]), (recall, "recall", _COLOURS[2]), (f1, "F1", _COLOURS[0])):
         ax.plot(candidates, values, label=name, color=colour)
     chosen = data.models["network"][1][j]
     ax.axvline(chosen, color="black", linestyle="--", label=f"threshold {chosen:.3g}")
-    ax.set(xlabel="threshold", ylabel="value", ylim=(0, 1.02), title=f"{label}: metrics against the threshold (validation)")
-    ax.legend(fontsize=8)
-    return [_save(figure, folder / plot_name("threshold", label))]
+    ax.set(xlabel="threshold", ylabel="value", ylim=(0, 1.02), title="metrics against the threshold (validation)")
+    ax.legend(fontsize=7)
+
+
+def _label_figure(data: PlotData, j: int, label: str, folder: Path) -> list[Path]:
+    """One figure per label: precision-recall, ROC, reliability, metrics against the threshold."""
+    if not (0 < data.y[:, j].sum() < len(data.y) and 0 < data.y_val[:, j].sum() < len(data.y_val)):
+        return []  # curves need both classes
+    figure = _figure(11.0, 9.0)
+    axes = [figure.add_subplot(2, 2, k) for k in range(1, 5)]
+    _label_curves(data, j, label, axes[0], axes[1])
+    _reliability(data, j, axes[2])
+    _threshold_curve(data, j, axes[3])
+    figure.suptitle(label)
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.92, wspace=0.22, hspace=0.3)  # no tight_layout: it draws twice
+    return [_save(figure, folder / plot_name("label", label))]
 
 
 def _training(data: PlotData, folder: Path) -> list[Path]:
@@ -154,7 +155,7 @@ def _training(data: PlotData, folder: Path) -> list[Path]:
     ax_score.set(xlabel="epoch", ylabel=data.stop_metric, title="early-stopping metric (validation)")
     ax_loss.legend(fontsize=7)
     ax_score.legend(fontsize=7)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     return [_save(figure, folder / "training.png")]
 
 
@@ -178,7 +179,7 @@ def _slice_bars(data: PlotData, folder: Path) -> list[Path]:
         ax.set_xticks(x, names, fontsize=7)
         ax.set(ylim=(0, 1.02), title=f"by {column} ({data.split}; scored groups)")
         ax.legend(fontsize=8)
-        figure.tight_layout()
+        figure.subplots_adjust(bottom=0.2, top=0.9)
         written.append(_save(figure, folder / plot_name("slices", column)))
     return written
 
@@ -188,9 +189,7 @@ def write_plots(data: PlotData, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for j, label in enumerate(data.label_names):
-        written += _label_curves(data, j, label, folder)
-        written += _reliability(data, j, label, folder)
-        written += _threshold_curve(data, j, label, folder)
+        written += _label_figure(data, j, label, folder)
     written += _training(data, folder)
     written += _slice_bars(data, folder)
     return written

@@ -316,18 +316,10 @@ def format_slices(report: Mapping[str, Any]) -> str:
 
 
 def format_plots(plots: Sequence[str]) -> str:
-    """The run's plots embedded in Markdown, the run's own first, then one row of images per label."""
+    """The run's plots embedded in Markdown: the run's own, then one figure per label."""
     lines = ["## Plots", ""]
-    by_label: dict[str, list[str]] = {}
-    for path in plots:
-        name = Path(path).stem
-        kind, _, label = name.partition("_")
-        if kind in ("pr", "roc", "reliability", "threshold"):
-            by_label.setdefault(label, []).append(path)
-        else:
-            lines.append(f"![{name}]({path})")
-    for label, paths in by_label.items():
-        lines += ["", f"### {label}", "", " ".join(f"![{Path(p).stem}]({p})" for p in paths)]
+    for path in sorted(plots, key=lambda p: (Path(p).stem.startswith("label_"), p)):
+        lines += [f"![{Path(path).stem}]({path})", ""]
     return "\n".join(lines)
 
 

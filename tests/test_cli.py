@@ -365,6 +365,31 @@ def test_calibration_is_fitted_stored_applied_by_predict_and_reported(tmp_path, 
     assert np.mean(got[[f"{n}_prob" for n in labels]].to_numpy()) == pytest.approx(after, rel=1e-4)
 
 
+def test_plots_are_valid_pngs_embedded_in_the_report(tmp_path, small_tables):
+    from PIL import Image
+
+    csv = small_tables["multilabel"]
+    out = tmp_path / "run"
+    assert _train("--csv_path", csv, "--id_col", "patient_id", "--output_dir", out, *TINY_RUN,
+                  "--baselines", "logistic", "--slice_cols", "sex,age", "--slice_min_positives", "2") == 0
+    report = json.loads((out / "metrics.json").read_text())
+    files = sorted(p.relative_to(out).as_posix() for p in (out / "plots").iterdir())
+    assert files == sorted(report["plots"])
+    labels_with_both_classes = [n for n in DEMO_LABELS if 0 < report["models"]["network"]["labels"][n]["n_pos_true"]]
+    assert {f"plots/label_{n}.png" for n in labels_with_both_classes} <= set(files)
+    assert "plots/training.png" in files and {"plots/slices_sex.png", "plots/slices_age.png"} & set(files)
+    for name in files:
+        with Image.open(out / name) as image:
+            image.verify()  # a complete, valid PNG
+            assert image.format == "PNG" and image.size[0] > 300
+    markdown = (out / "report.md").read_text()
+    assert all(f"]({name})" in markdown for name in files)
+    assert "plots" in json.loads((out / "run.json").read_text())["files"]  # removed with the run on --overwrite
+    quiet = tmp_path / "quiet"
+    assert _train("--csv_path", csv, "--id_col", "patient_id", "--output_dir", quiet, *TINY_RUN, "--no_plots") == 0
+    assert not (quiet / "plots").exists() and "plots" not in json.loads((quiet / "metrics.json").read_text())
+
+
 def test_embeddings_and_a_seed_ensemble_in_one_checkpoint(tmp_path, small_tables):
     csv = small_tables["multilabel"]
     out = tmp_path / "ens"
