@@ -7,7 +7,7 @@
     fit_members       build the model, loss, optimiser and sampler per member and train with early stopping
     tune_thresholds   per-label decision thresholds on the validation split
     score_models      the network and the baselines on the held-out split (and bootstrap intervals)
-    write_outputs     best.pt, metrics.json, report.md, test_predictions.csv, TensorBoard's last entries
+    write_outputs     best.pt, metrics.json, report.md, model_card.md, plots/, test_predictions.csv, TensorBoard's last entries
 
 ``score_and_save`` runs the last three in order (every run ends with it, a search's too).
 
@@ -49,6 +49,7 @@ from .errors import UserError
 from .inference import prediction_frame
 from .losses import ElementwiseLoss, build_loss
 from .metrics import label_metrics
+from .model_card import format_model_card
 from .plots import PlotData, write_plots
 from .preprocessing import EncodedRows, TabularPreprocessor
 from .reporting import CollapseGuard, EpochLogger, format_report_markdown
@@ -584,6 +585,8 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
                     folder.file("best.pt"))
     write_json(folder.file("metrics.json"), report)
     write_text(folder.file("report.md"), format_report_markdown(report))
+    write_text(folder.file("model_card.md"), format_model_card(report, data.analysis.to_dict() if data.analysis else {}, cfg.to_dict(),
+                                                               (folder.record or {}).get("command")))
     if len(data.splits["test"]):
         test = data.splits["test"]
         preds = prediction_frame(prob["test"], thresholds, names, index=data.table.row_index[test],
