@@ -56,6 +56,7 @@ def build_checkpoint(
     resume: Optional[Mapping[str, Any]] = None,
     member_models: Optional[Sequence[Mapping[str, Any]]] = None,
     calibration: Optional[Mapping[str, Any]] = None,
+    reference: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """``member_models``: one ``{model_name, model_settings, inputs}`` per member; by default every
     member is the top-level model (a seed ensemble)."""
@@ -78,6 +79,7 @@ def build_checkpoint(
         "thresholds": [float(t) for t in thresholds],
         "threshold_source": threshold_source,
         "calibration": None if calibration is None else dict(calibration),
+        "reference": None if reference is None else dict(reference),
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
         "torch_version": str(torch.__version__),

@@ -45,6 +45,7 @@ from .class_weights import check_both_classes, compute_class_weights
 from .config import TrainConfig, split_list
 from .data import Table, load_table
 from .distributed import DistContext
+from .drift import feature_profile
 from .errors import UserError
 from .inference import prediction_frame
 from .losses import ElementwiseLoss, build_loss
@@ -115,6 +116,7 @@ class PreparedData:
     train_features: Optional[Any] = None  # the raw training rows, kept for a search's per-trial augmentation
     augmented: Optional[AugmentedTrain] = None
     slice_values: Optional[pd.DataFrame] = None  # --slice_cols: those raw columns for every row of the table
+    reference: Optional[dict[str, Any]] = None  # the training rows' profile, for drift checks on new rows (imbalance.drift)
 
     @property
     def label_names(self) -> list[str]:
@@ -186,6 +188,8 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False,
         data.train_features = table.features.iloc[splits["train"]].copy()
     if cfg.slice_cols:
         data.slice_values = table.features[split_list(cfg.slice_cols)].copy()
+    data.reference = {**feature_profile(table.features.iloc[splits["train"]], pre.kinds, seed=cfg.seed),
+                      "prevalence": dict(zip(names, map(float, data.real_train_labels.mean(axis=0))))}
     table.release_features()  # from here on the encoded blocks hold the features
     return data
 
@@ -581,7 +585,8 @@ def write_outputs(cfg: TrainConfig, data: PreparedData, trained: TrainedModels, 
         report["plots"] = [str(path.relative_to(folder.path)) for path in write_plots(plot_data, plots)]
     last_epoch = trained.results[-1].best_epoch
     save_checkpoint(checkpoints.build(trained.states, epoch=last_epoch, thresholds=thresholds, source=source,
-                                      metrics={"split": split, **final}, complete=True, calibration=calibration.to_dict()),
+                                      metrics={"split": split, **final}, complete=True, calibration=calibration.to_dict(),
+                                      reference=data.reference),
                     folder.file("best.pt"))
     write_json(folder.file("metrics.json"), report)
     write_text(folder.file("report.md"), format_report_markdown(report))

@@ -38,10 +38,12 @@ class PlotData:
 
     def __init__(self, *, label_names: Sequence[str], split: str, y: np.ndarray, models: Mapping[str, tuple[np.ndarray, Sequence[float]]],
                  raw: Optional[np.ndarray], y_val: np.ndarray, prob_val: np.ndarray, calibration: str,
-                 history: Sequence[Mapping[str, Any]], stop_metric: str, slices: Optional[Mapping[str, Any]] = None) -> None:
+                 history: Sequence[Mapping[str, Any]], stop_metric: str, slices: Optional[Mapping[str, Any]] = None,
+                 threshold_split: str = "validation") -> None:
         self.label_names, self.split, self.y, self.models = list(label_names), split, np.asarray(y), dict(models)
         self.raw, self.y_val, self.prob_val, self.calibration = raw, np.asarray(y_val), np.asarray(prob_val), calibration
         self.history, self.stop_metric, self.slices = list(history), stop_metric, slices
+        self.threshold_split = threshold_split  # the rows of the threshold panel (where the threshold was chosen, in a run)
 
 
 def _figure(width: float = 5.5, height: float = 4.5) -> Any:
@@ -120,7 +122,7 @@ def _threshold_curve(data: PlotData, j: int, ax: Any) -> None:
         ax.plot(candidates, values, label=name, color=colour)
     chosen = data.models["network"][1][j]
     ax.axvline(chosen, color="black", linestyle="--", label=f"threshold {chosen:.3g}")
-    ax.set(xlabel="threshold", ylabel="value", ylim=(0, 1.02), title="metrics against the threshold (validation)")
+    ax.set(xlabel="threshold", ylabel="value", ylim=(0, 1.02), title=f"metrics against the threshold ({data.threshold_split})")
     ax.legend(fontsize=7)
 
 
