@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .slices import check_slice_columns
 
 __all__ = [
     "MISSING_TOKENS",
@@ -337,8 +338,10 @@ def build_table(
     id_col: Optional[str] = None,
     drop_cols: Sequence[str] = (),
     categorical_cols: Sequence[str] = (),
+    slice_cols: Sequence[str] = (),
 ) -> Table:
-    """Separate outcomes, id and features; drop rows with a missing outcome (with a warning)."""
+    """Separate outcomes, id and features; drop rows with a missing outcome (with a warning).
+    ``slice_cols`` (``--slice_cols``) must be feature columns."""
     columns = list(frame.columns)
     for flag, names in (("--id_col", [id_col] if id_col else []), ("--drop_cols", list(drop_cols)),
                         ("--categorical_cols", list(categorical_cols))):
@@ -369,6 +372,7 @@ def build_table(
     feature_cols = [c for c in columns if c not in excluded]
     if not feature_cols:
         raise UserError(f"{source}: no feature columns left after removing outcomes, --id_col and --drop_cols")
+    check_slice_columns(slice_cols, feature_cols, source)
     # Column selection alone does not copy the data (pandas copy-on-write); a row mask does.
     features = frame[feature_cols] if keep.all() else frame.loc[keep, feature_cols]
     _warn_identifier_like(features)
@@ -392,6 +396,7 @@ def load_table(
     demo_rows: int = 20_000,
     demo_seed: int = 0,
     progress: bool = False,
+    slice_cols: Sequence[str] = (),
 ) -> Table:
     """The user's file, or the built-in demo cohort when ``csv_path`` is None.
 
@@ -407,4 +412,4 @@ def load_table(
         frame = read_table(csv_path, exact_cols=[*([id_col] if id_col else []), *exact_cols], progress=progress)
         source = str(csv_path)
     return build_table(frame, source=source, target_cols=target_cols, id_col=id_col, drop_cols=drop_cols,
-                       categorical_cols=exact_cols)
+                       categorical_cols=exact_cols, slice_cols=slice_cols)

@@ -56,7 +56,7 @@ from .preprocessing import EncodedRows, TabularPreprocessor
 from .reporting import CollapseGuard, EpochLogger, format_report_markdown
 from .run_folder import RunFolder
 from .sampling import LabelBalance, build_sampler, effective_positive_share
-from .slices import check_slice_columns, slice_report
+from .slices import slice_report
 from .splitting import split_indices
 from .synthetic_quality import quality_summary
 from .thresholds import optimize_thresholds
@@ -133,6 +133,7 @@ def load_and_fit(cfg: TrainConfig, *, workers: int, progress: bool = False) -> t
     table = load_table(
         cfg.csv_path, target_cols=split_list(cfg.target_cols), id_col=cfg.id_col, drop_cols=split_list(cfg.drop_cols),
         exact_cols=split_list(cfg.categorical_cols), demo_rows=cfg.demo_rows, progress=progress,
+        slice_cols=split_list(cfg.slice_cols),
     )
     names = table.label_names
     splits = split_indices(table.labels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
@@ -161,7 +162,6 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False,
     every row once, then add the asked-for rows to the training split."""
     # One worker per process under torchrun.
     table, splits, pre = load_and_fit(cfg, workers=1 if dist.enabled else min(4, _available_cores()), progress=progress)
-    check_slice_columns(split_list(cfg.slice_cols), list(table.features.columns), table.source)
     names = table.label_names
     analysis = _analysis(cfg, table, splits, pre)
     # Train, validation and test rows back to back in one set of blocks; each split is a view.
