@@ -13,7 +13,8 @@ positives than the real one, so its scores overstate the risk. After training, p
 - ``temperature``: the ``prior`` correction, then logit / T with one T per label fitted on
   validation (log loss). A temperature alone only stretches or shrinks the log-odds around 0;
   it cannot undo a shift, which is what an imbalance recipe leaves.
-- ``platt``: a x logit(p) + b per label fitted on validation (unpenalised logistic regression).
+- ``platt``: a x logit(p) + b per label fitted on validation (unpenalised logistic regression,
+  a > 0 so that the ranking is kept).
 - ``isotonic``: scikit-learn's isotonic regression of the label on p per label, fitted on
   validation; a step function, so it can tie scores that were apart.
 
@@ -132,7 +133,7 @@ def _fit_temperature(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     return {"temperature": math.exp(float(found.x))}
 
 
-def _fit_platt(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+def _fit_platt(y: np.ndarray, p: np.ndarray, *, monotone: bool = True) -> dict[str, Any]:
     z = _logit(p)
 
     def loss_and_grad(ab: np.ndarray) -> tuple[float, np.ndarray]:
@@ -140,7 +141,9 @@ def _fit_platt(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
         residual = expit(u) - y  # d loss / d u per row
         return _log_loss(y, u), np.array([np.mean(residual * z), np.mean(residual)])
 
-    found = minimize(loss_and_grad, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    # a > 0: calibration keeps the model's ranking (a model ranking validation worse than chance
+    # is not turned around by its calibration)
+    found = minimize(loss_and_grad, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(1e-3 if monotone else None, None), (None, None)])
     return {"a": float(found.x[0]), "b": float(found.x[1])}
 
 
@@ -208,5 +211,5 @@ def _ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
 def _slope_intercept(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     if not 0 < y.sum() < len(y):
         return {"slope": math.nan, "intercept": math.nan}
-    params = _fit_platt(y, p)
+    params = _fit_platt(y, p, monotone=False)  # a measurement: the slope may come out negative
     return {"slope": params["a"], "intercept": params["b"]}
