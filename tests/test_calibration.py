@@ -123,3 +123,16 @@ def test_a_damaged_calibration_is_refused_in_one_line(values, fragment):
     with pytest.raises(UserError, match="damaged checkpoint") as err:
         Calibration.from_dict(values, n_labels=2, n_members=2, source="best.pt")
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_platt_never_turns_the_ranking_around():
+    # validation rows on which the model ranks worse than chance: the fitted slope stays positive
+    y, p, _ = _miscalibrated(3_000, RND_SEED)
+    cal = fit_calibration("platt", y, 1.0 - p)
+    assert all(params["a"] > 0 for params in cal.labels)
+    calibrated = cal.apply(1.0 - p)
+    for j in range(2):
+        order = np.argsort(1.0 - p[:, j], kind="stable")
+        assert (np.diff(calibrated[order, j]) >= 0).all()
+    # the slope reported as a measurement is not bounded: it shows the reversal
+    assert calibration_metrics(y, 1.0 - p, ["a", "b"])["a"]["slope"] < 0
