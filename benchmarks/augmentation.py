@@ -66,7 +66,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
                     cmp = train_classifier.run(["--preset", args.preset, "--csv_path", str(path), *flags, *extra,
                                                 "--compare", "--output_dir", out, "--seed", str(seed),
-                                                "--quiet", "--no_tensorboard", "--baselines", "none"])
+                                                "--quiet", "--no_tensorboard", "--baselines", "none", "--bootstrap", "0", "--no_plots"])
                 macro = cmp["macro"]
                 if len(baseline_rows) < len(seeds):
                     baseline_rows.append([macro[k]["baseline"] for k in ("auroc", "auprc", "f1")])

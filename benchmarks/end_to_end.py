@@ -213,7 +213,7 @@ def main() -> None:
                 flags = ["--csv_path", str(parquet), "--target_cols", "label_rare", "--epochs", "2",
                          "--use_weighted_sampling", "--weight_method", "per_class", "--batch_size", "4096",
                          "--baselines", "none", "--test_fraction", "0.05", "--val_fraction", "0.05",
-                         "--quiet", "--no_tensorboard"]
+                         "--quiet", "--no_tensorboard", "--bootstrap", "0", "--no_plots"]
                 results = []
                 for threads in variants:
                     extra = [] if threads == "auto" else ["--num_threads", threads]

@@ -60,7 +60,7 @@ def main() -> None:
                 out = Path(tmp) / f"{model}_{seed}"
                 command = [sys.executable, str(ROOT / "train_classifier.py"), "--preset", args.preset, "--csv_path", str(path),
                            *flags, "--seed", seed, "--model", model, "--baselines", "none", "--quiet", "--no_tensorboard",
-                           "--output_dir", str(out), *shlex.split(args.extra)]
+                           "--bootstrap", "0", "--no_plots", "--output_dir", str(out), *shlex.split(args.extra)]
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True)
                 took = time.perf_counter() - started

@@ -76,7 +76,8 @@ def run_one(flags: list[str]) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own report table
-            report = train_classifier.run([*flags, "--output_dir", out, "--quiet", "--no_tensorboard"])
+            # the training and its scores only: no intervals or plots (benchmarks/calibration.py reads the calibration)
+            report = train_classifier.run([*flags, "--output_dir", out, "--quiet", "--no_tensorboard", "--bootstrap", "0", "--no_plots"])
         return report, time.perf_counter() - started
 
 
