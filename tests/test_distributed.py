@@ -111,8 +111,8 @@ def test_torchrun_two_processes_write_one_checkpoint_that_predicts(tmp_path, mod
                "--optimize_thresholds", "--baselines", "none", "--quiet", "--no_tensorboard"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == [".run.lock", "analysis.json", "best.pt", "config.json", "last.pt", "metrics.json", "report.md",
-                                                    "run.json", "test_predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".run.lock", "analysis.json", "best.pt", "config.json", "last.pt", "metrics.json",
+                                                    "model_card.md", "plots", "report.md", "run.json", "test_predictions.csv"]
     assert json.loads((out / "run.json").read_text())["status"] == "complete"  # rank 0 alone owns the folder
     report = json.loads((out / "metrics.json").read_text())
     assert len(report["history"]) == 2
