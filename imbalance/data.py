@@ -111,9 +111,7 @@ def read_table(
             chunk_rows = max(1, CSV_CHUNK_CELLS // max(1, len(_raw_header(path))))
             frame = _read_csv_chunked(path, progress, chunk_rows, exact)
         else:
-            frame = pd.read_csv(
-                path, na_values=MISSING_TOKENS, keep_default_na=True, skipinitialspace=True, low_memory=False
-            )
+            frame = read_csv_text(path)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
@@ -128,14 +126,28 @@ def read_table(
     duplicated = names[names.duplicated()].unique().tolist()
     if duplicated:
         raise UserError(f"{path}: duplicated column name(s) {', '.join(duplicated)}; rename them")
-    for name in frame.columns:  # one column at a time: the peak is one column, not the table
-        if name not in exact and frame[name].dtype == np.float64:
-            frame[name] = frame[name].astype(np.float32)
+    as_model_precision(frame, [c for c in frame.columns if c not in exact])
     seconds = time.perf_counter() - started
     if seconds > 5:
         logger.info("read %s: %d rows x %d columns in %.1f s (%.2f GB in memory)", path, frame.shape[0], frame.shape[1],
                     seconds, frame.memory_usage(index=False, deep=False).sum() / 2**30)
     return frame
+
+
+def as_model_precision(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Cast the float64 ``columns`` of ``frame`` to float32 in place (one column at a time: the
+    peak is one column, not the table) and return it. Every way rows reach a model goes through
+    this (a file read here, a DataFrame given to the Predictor, a request to the server), so the
+    same rows get the same probabilities whichever way they came."""
+    for name in columns:
+        if frame[name].dtype == np.float64:
+            frame[name] = frame[name].astype(np.float32)
+    return frame
+
+
+def read_csv_text(handle: Any) -> pd.DataFrame:
+    """A CSV with the toolkit's missing-value tokens and parsing options (a path or a buffer)."""
+    return pd.read_csv(handle, na_values=MISSING_TOKENS, keep_default_na=True, skipinitialspace=True, low_memory=False)
 
 
 def _bar(*, total: int, enabled: bool, desc: str, unit: str) -> Any:
@@ -405,7 +417,9 @@ def load_table(
     if csv_path is None:
         from .demo import make_demo_cohort
 
+        # at the model's precision, as the same rows written to a file and read back would be
         frame = make_demo_cohort(n_rows=demo_rows, seed=demo_seed)
+        frame = as_model_precision(frame, list(frame.columns))
         source = f"demo cohort ({demo_rows} rows)"
         id_col = id_col or "patient_id"
     else:

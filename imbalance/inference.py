@@ -13,7 +13,9 @@ from models import create_model
 
 from .calibration import Calibration
 from .checkpoint import load_checkpoint, member_models
+from .data import as_model_precision
 from .errors import UserError
+from .metrics import torch_threads
 from .preprocessing import TabularPreprocessor
 from .training import TensorRows, predict_proba
 
@@ -86,8 +88,14 @@ class Predictor:
         return self.preprocessor.input_columns
 
     def _prob(self, frame: pd.DataFrame, source: str) -> np.ndarray:
+        present = [c for c in self.feature_columns if c in frame.columns]  # a missing one is reported by transform
+        frame = as_model_precision(frame[present], present)  # as a file read gives them (float32); copy-on-write keeps the caller's frame
         rows = TensorRows.from_numpy(self.preprocessor.transform(frame, source=source), self.device)
-        raw = predict_proba(self.models, rows, offsets=self.calibration.member_offsets()).cpu().numpy()
+        # One CPU thread, as training's own final predictions: float32 sums split over threads can
+        # round differently, and the same rows must get the same probabilities from predict.py,
+        # the server and this class in any process.
+        with torch_threads(1):
+            raw = predict_proba(self.models, rows, offsets=self.calibration.member_offsets()).cpu().numpy()
         return self.calibration.apply(raw)
 
     def predict_proba(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:

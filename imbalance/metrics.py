@@ -16,7 +16,7 @@ several times cheaper.  Note that torchmetrics treats scores outside [0, 1] as l
 applies a sigmoid (order preserving, but extreme logits may saturate into ties), and
 accumulates the curve in float32 (agreement with sklearn ~1e-7 at 1M rows).
 While torchmetrics runs, torch's intra-op thread count is capped at 1 and restored
-afterwards (process-wide; see ``_torch_threads``): its many small ops are far slower with
+afterwards (process-wide; see ``torch_threads``): its many small ops are far slower with
 OpenMP barriers on a busy machine.
 
 A label whose ``y_true`` holds a single class has ``nan`` AUROC, AUPRC and balanced
@@ -35,11 +35,11 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from .thresholds import _as_label_rows, _sort_by_score, _to_numpy
 
-__all__ = ["binary_counts", "label_metrics", "label_reports"]
+__all__ = ["binary_counts", "label_metrics", "label_reports", "torch_threads"]
 
 _MACRO_KEYS = ("precision", "recall", "f1", "auroc", "auprc", "balanced_accuracy")
 
-# torch intra-op threads while torchmetrics runs (see _torch_threads).
+# torch intra-op threads while torchmetrics runs (see torch_threads).
 _TORCHMETRICS_THREADS = 1
 
 
@@ -99,7 +99,7 @@ def _nanmean(values: list[float]) -> float:
 
 
 @contextmanager
-def _torch_threads(n_threads: int) -> Iterator[None]:
+def torch_threads(n_threads: int) -> Iterator[None]:
     """Temporarily cap torch's intra-op CPU threads (process-wide), restoring them afterwards.
 
     torchmetrics runs ~30 small element-wise ops per curve; on a busy machine every one of
@@ -168,7 +168,7 @@ def label_reports(y_true: Any, scores: Any, thresholds: dict[str, Any], label_na
         return ranking[j]
 
     reports = {}
-    with _torch_threads(_TORCHMETRICS_THREADS):
+    with torch_threads(_TORCHMETRICS_THREADS):
         for key, value in thresholds.items():
             thr = _thresholds_vector(value, n_labels)
             counts = _counts_rows(y, s, thr)

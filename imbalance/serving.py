@@ -22,6 +22,7 @@ milliseconds); ``--workers N`` runs N processes for throughput.
 # models built at run time (the record schema comes from the checkpoint).
 import hashlib
 import io
+import json
 import math
 import os
 import threading
@@ -35,7 +36,7 @@ import pandas as pd
 from .checkpoint import resolve_checkpoint_path
 from .errors import UserError
 from .inference import Predictor
-from .data import FALSE_TOKENS, TRUE_TOKENS
+from .data import FALSE_TOKENS, TRUE_TOKENS, read_csv_text
 
 __all__ = ["create_app", "app_from_environment", "model_version", "MAX_BATCH_ROWS", "CHECKPOINT_ENV", "MAX_ROWS_ENV"]
 
@@ -165,6 +166,23 @@ def create_app(predictor: Predictor, *, checkpoint_path: Path, max_batch_rows: i
     def now() -> str:
         return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Any:
+        """422 naming each field at fault, with ``body`` in front of the location as FastAPI's own;
+        a record is not echoed back (it may hold NaN, which JSON cannot carry)."""
+        from fastapi.responses import JSONResponse
+
+        errors = []
+        for error in exc.errors():
+            entry = {k: v for k, v in error.items() if k in ("type", "loc", "msg")}
+            loc = list(entry.get("loc", ()))
+            entry["loc"] = loc if loc[:1] == ["body"] else ["body", *loc]
+            value = error.get("input")
+            if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+                entry["input"] = value
+            errors.append(entry)
+        return JSONResponse(status_code=422, content={"detail": errors})
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model_loaded": True, "model_version": version}
@@ -196,12 +214,16 @@ def create_app(predictor: Predictor, *, checkpoint_path: Path, max_batch_rows: i
         body = await request.body()
         if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
             try:
-                frame = pd.read_csv(io.BytesIO(body), keep_default_na=True, low_memory=False)
+                frame = read_csv_text(io.BytesIO(body))  # parsed as predict.py parses a file
             except (ValueError, pd.errors.ParserError) as exc:
                 raise HTTPException(status_code=422, detail=f"the CSV body cannot be read ({str(exc).splitlines()[0][:200]})") from None
         else:
             try:
-                batch = Batch.model_validate_json(body)
+                parsed = json.loads(body)  # Python's reader: NaN and Infinity are read as predict.py reads them
+            except ValueError as exc:
+                raise HTTPException(status_code=422, detail=f"the body is not JSON ({exc})") from None
+            try:  # {"records": [...]} or the bare list
+                batch = Batch.model_validate({"records": parsed} if isinstance(parsed, list) else parsed)
             except ValidationError as exc:
                 raise RequestValidationError(exc.errors(include_url=False)) from None
             if len(batch.records) > max_batch_rows:
