@@ -15,6 +15,7 @@ __all__ = [
     "Predictor",
     "load_checkpoint",
     "make_demo_cohort",
+    "ImbalanceClassifier",
 ]
 
 _WHERE = {
@@ -25,6 +26,7 @@ _WHERE = {
     "Predictor": "inference",
     "load_checkpoint": "checkpoint",
     "make_demo_cohort": "demo",
+    "ImbalanceClassifier": "estimator",
 }
 
 
