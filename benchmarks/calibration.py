@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from quality import DATASETS, run_one  # noqa: E402
+from quality import dataset_flags, run_one  # noqa: E402
 
 from imbalance.calibration import CALIBRATIONS  # noqa: E402
 
@@ -52,13 +52,9 @@ def main() -> None:
     print("| dataset | preset | calibration | ECE | ECE / none | Brier | slope | intercept | AUPRC |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
-        filename, flags = DATASETS[name]
-        if filename is not None:
-            path = Path(args.data_dir) / filename
-            if not path.is_file():
-                print(f"| {name} | skipped: {path} not found | | | | | | | |")
-                continue
-            flags = ["--csv_path", str(path), *flags]
+        flags = dataset_flags(name, args.data_dir, columns=9)
+        if flags is None:
+            continue
         for preset in args.presets.split(","):
             results = {}
             for method in methods:

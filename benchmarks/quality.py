@@ -72,6 +72,18 @@ def model_flags(model: str) -> list[str]:
     return ["--model", name, *(["--num_embeddings", embedding] if embedding else []), *words[1:]]
 
 
+def dataset_flags(name: str, data_dir: str, *, columns: int) -> "list[str] | None":
+    """train_classifier.py flags for a table; None (with a table row saying so) when its file is absent."""
+    filename, flags = DATASETS[name]
+    if filename is None:
+        return list(flags)
+    path = Path(data_dir) / filename
+    if not path.is_file():
+        print(f"| {name} | skipped: {path} not found |" + " |" * (columns - 2))
+        return None
+    return ["--csv_path", str(path), *flags]
+
+
 def run_one(flags: list[str]) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -105,13 +117,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     best_ratio: dict[str, float] = {}
     for name in args.datasets.split(","):
-        filename, flags = DATASETS[name]
-        if filename is not None:
-            path = Path(args.data_dir) / filename
-            if not path.is_file():
-                print(f"| {name} | skipped: {path} not found | | | | | |")
-                continue
-            flags = ["--csv_path", str(path), *flags]
+        flags = dataset_flags(name, args.data_dir, columns=7)
+        if flags is None:
+            continue
         network: dict[str, dict] = {}
         seconds: dict[str, float] = {}
         baselines: dict[str, list] = {}

@@ -168,24 +168,30 @@ PARAMETRIC_OBJECTIVES.register("fbeta")(ParametricObjective(
 PARAMETRIC_OBJECTIVES.register("cost")(ParametricObjective(
     "cost:C", lambda c: ThresholdObjective(f"cost:{c:g}", lambda tp, fp, fn, tn: -(c * np.asarray(fn, np.float64) + fp)),
     _positive, "C > 0 (a missed positive costs C false alarms)"))
-PARAMETRIC_OBJECTIVES.register("recall_at_precision")(ParametricObjective(
-    "recall_at_precision:P",
-    lambda p: ThresholdObjective(f"recall_at_precision:{p:g}", _recall,
-                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fp, p),
-                                 _precision, "the threshold with the highest precision"),
-    _share, "P in (0, 1]"))
-PARAMETRIC_OBJECTIVES.register("precision_at_recall")(ParametricObjective(
-    "precision_at_recall:R",
-    lambda r: ThresholdObjective(f"precision_at_recall:{r:g}", _precision,
-                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fn, r),
-                                 _recall, "the threshold with the highest recall"),
-    _share, "R in (0, 1]"))
-PARAMETRIC_OBJECTIVES.register("specificity_at_recall")(ParametricObjective(
-    "specificity_at_recall:R",
-    lambda r: ThresholdObjective(f"specificity_at_recall:{r:g}", _specificity,
-                                 lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fn, r),
-                                 _recall, "the threshold with the highest recall"),
-    _share, "R in (0, 1]"))
+
+
+def _precision_at_least(p: float) -> Callable[..., np.ndarray]:
+    return lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fp, p)
+
+
+def _recall_at_least(r: float) -> Callable[..., np.ndarray]:
+    return lambda tp, fp, fn, tn: _at_least(tp, np.asarray(tp, np.float64) + fn, r)
+
+
+def _constrained(form: str, value: Objective, constraint: Callable[[float], Callable[..., np.ndarray]], closest: Objective,
+                 closest_text: str) -> ParametricObjective:
+    """``name:X``: the best ``value`` among thresholds meeting ``constraint(X)`` (X a share in (0, 1])."""
+    name, letter = form.split(":")
+    return ParametricObjective(form, lambda x: ThresholdObjective(f"{name}:{x:g}", value, constraint(x), closest, closest_text),
+                               _share, f"{letter} in (0, 1]")
+
+
+for _form, _value, _constraint, _closest, _text in (
+    ("recall_at_precision:P", _recall, _precision_at_least, _precision, "the threshold with the highest precision"),
+    ("precision_at_recall:R", _precision, _recall_at_least, _recall, "the threshold with the highest recall"),
+    ("specificity_at_recall:R", _specificity, _recall_at_least, _recall, "the threshold with the highest recall"),
+):
+    PARAMETRIC_OBJECTIVES.register(_form.split(":")[0])(_constrained(_form, _value, _constraint, _closest, _text))
 
 
 def threshold_metric_forms() -> list[str]:

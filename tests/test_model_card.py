@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-import train_classifier
-from imbalance.demo import make_demo_cohort
 from imbalance.model_card import FEW_POSITIVES, format_model_card, limitations
+from conftest import train_demo_run
 
 SECTIONS = ["## Intended use", "**Out of scope**", "## Data", "## Training recipe", "## Augmentation", "## Metrics",
             "## Calibration", "## Thresholds", "## Subgroups", "## Limitations"]
@@ -14,15 +13,9 @@ SECTIONS = ["## Intended use", "**Out of scope**", "## Data", "## Training recip
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("card")
-    csv = folder / "cohort.csv"
-    make_demo_cohort(n_rows=900, seed=4).to_csv(csv, index=False)
-    out = folder / "run"
-    assert train_classifier.main(["--csv_path", str(csv), "--id_col", "patient_id", "--output_dir", str(out), "--epochs", "2",
-                                  "--quiet", "--no_tensorboard", "--no_plots", "--baselines", "logistic", "--optimize_thresholds",
-                                  "--resample", "mlsmote", "--resample_ratio", "0.8", "--slice_cols", "sex",
-                                  "--slice_min_positives", "3", "--bootstrap", "200"]) == 0
-    return out
+    return train_demo_run(tmp_path_factory.mktemp("card"), "--baselines", "logistic", "--resample", "mlsmote",
+                          "--resample_ratio", "0.8", "--slice_cols", "sex", "--slice_min_positives", "3",
+                          "--bootstrap", "200", rows=900, seed=4, epochs=2)
 
 
 def test_every_section_is_in_the_card(run_dir):

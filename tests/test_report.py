@@ -8,23 +8,17 @@ import pandas as pd
 import pytest
 
 import predict
-import train_classifier
 from imbalance import report as report_cli
 from imbalance.demo import DEMO_LABELS, make_demo_cohort
 from imbalance.drift import drift_report, feature_profile
 from imbalance.metrics import label_metrics
+from conftest import train_demo_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report")
-    csv = folder / "cohort.csv"
-    make_demo_cohort(n_rows=1200, seed=21).to_csv(csv, index=False)
-    out = folder / "run"
-    assert train_classifier.main(["--csv_path", str(csv), "--id_col", "patient_id", "--output_dir", str(out), "--epochs", "3",
-                                  "--quiet", "--no_tensorboard", "--no_plots", "--baselines", "logistic", "--optimize_thresholds",
-                                  "--slice_cols", "sex", "--bootstrap", "200"]) == 0
-    return out
+    return train_demo_run(tmp_path_factory.mktemp("report"), "--baselines", "logistic", "--slice_cols", "sex", "--bootstrap", "200",
+                          rows=1200, seed=21, epochs=3)
 
 
 def test_the_reports_are_written_again_from_the_runs_files(run_dir, capsys):

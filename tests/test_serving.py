@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 
 import predict
-import train_classifier
 from imbalance.demo import DEMO_LABELS, make_demo_cohort
 from imbalance.inference import Predictor
+from conftest import train_demo_run
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ROWS = 50
+
 
 
 def _free_port() -> int:
@@ -34,14 +35,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve")
-    csv = folder / "cohort.csv"
-    make_demo_cohort(n_rows=800, seed=8).to_csv(csv, index=False)
-    out = folder / "run"
-    assert train_classifier.main(["--csv_path", str(csv), "--id_col", "patient_id", "--output_dir", str(out), "--epochs", "2",
-                                  "--quiet", "--no_tensorboard", "--no_plots", "--baselines", "none", "--optimize_thresholds",
-                                  "--bootstrap", "0"]) == 0
-    return out
+    return train_demo_run(tmp_path_factory.mktemp("serve"), "--baselines", "none", "--bootstrap", "0",
+                          rows=800, seed=8, epochs=2)
 
 
 @pytest.fixture(scope="module")
