@@ -152,7 +152,9 @@ def test_config_is_written_before_training_starts(tmp_path, binary_csv, monkeypa
     def boom(*args, **kwargs):
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(train_classifier, "fit_members", boom)
+    from imbalance import runner
+
+    monkeypatch.setattr(runner, "fit_members", boom)  # the run itself lives in imbalance/runner.py
     out = tmp_path / "early"
     with pytest.raises(RuntimeError):
         _train("--csv_path", binary_csv, "--target_cols", "diabetes", "--output_dir", out, "--lr", "0.02", *FAST)
