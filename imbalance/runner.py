@@ -118,7 +118,7 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
     print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {final}, see search.md; "
           f"thresholds {source}; scored on the {report['split']} split")
     print_tables(report)
-    print(f"\nrun folder: {folder.path}  (best.pt, metrics.json, report.md, search.md, config.json)")
+    print(f"\nrun folder: {folder.path}  (best.pt, metrics.json, report.md, model_card.md, search.md, config.json)")
     return report
 
 
@@ -205,7 +205,8 @@ def _train(cfg: TrainConfig, folder: Optional[RunFolder]) -> dict:
     collapsed = report["collapsed"]
     if collapsed["final"] or collapsed["during_training"]:
         print(f"\ncollapsed labels: final {collapsed['final'] or 'none'}; during training {collapsed['during_training'] or 'none'}")
-    print(f"\nrun folder: {folder.path}  (best.pt, last.pt, metrics.json, report.md, config.json)")
+    print(f"\nrun folder: {folder.path}  (best.pt, last.pt, metrics.json, report.md, model_card.md, "
+          f"{'plots/, ' if cfg.plots else ''}config.json)")
     dist.barrier()
     dist.close()
     return report
