@@ -30,6 +30,10 @@ EXPECTED_FAILED_CHECKS = {
     "check_classifiers_train": "expects predict() to be the argmax of predict_proba (a 0.5 threshold); predict() applies "
                                "the thresholds tuned on validation, the toolkit's point on rare outcomes",
     "check_classifier_multioutput": "expects predict() to be predict_proba rounded at 0.5; predict() applies the tuned thresholds",
+    # float32 matrix products: a row's result can move by ~1e-7 with its position in the batch, over the checks'
+    # 1e-9 tolerance (seen once in three full runs); these two may pass or fail from run to run
+    "check_methods_sample_order_invariance": "float32 batch arithmetic: ~1e-7 differences with row order (1e-9 asked)",
+    "check_methods_subset_invariance": "float32 batch arithmetic: ~1e-7 differences with batch composition (1e-9 asked)",
 }
 
 
