@@ -7,7 +7,8 @@ Usage:
 
 Each variant runs ``train_classifier.py --compare`` (one run without augmentation, one with it)
 and the table gives the test-split macro AUROC / AUPRC / F1 of both and the augmentation's wall
-time (resampling or generation plus the quality report), mean over seeds.
+time (resampling or generation plus the quality report), with the synthetic rows' quality score
+(0-100), mean over seeds.
 """
 
 import argparse
@@ -30,6 +31,9 @@ VARIANTS = {
         "gaussian_copula conservative": ["--generator", "gaussian_copula", "--augment_strategy", "conservative"],
         "gaussian_copula full": ["--generator", "gaussian_copula", "--augment_strategy", "full"],
         "marginal conservative": ["--generator", "marginal", "--augment_strategy", "conservative"],
+        "uniform conservative": ["--generator", "uniform", "--augment_strategy", "conservative"],
+        "ctgan conservative": ["--generator", "ctgan", "--augment_strategy", "conservative"],
+        "tvae conservative": ["--generator", "tvae", "--augment_strategy", "conservative"],
     }),
     "mammography": ("mammography.csv", ["--target_cols", "Class"], {
         "smote (ratio 1.0)": ["--resample", "smote"],
@@ -51,17 +55,17 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"preset {args.preset}, seeds {seeds}: test-split macro metrics, real rows only\n")
-    print("| dataset | augmentation | synthetic rows | disc. AUROC | near-copies | AUROC | AUPRC | F1 | aug. seconds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | augmentation | synthetic rows | quality score | disc. AUROC | near-copies | AUROC | AUPRC | F1 | aug. seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         filename, flags, variants = VARIANTS[name]
         path = Path(args.data_dir) / filename
         if not path.is_file():
-            print(f"| {name} | skipped: {path} not found | | | | | | | |")
+            print(f"| {name} | skipped: {path} not found | | | | | | | | |")
             continue
         baseline_rows: list = []
         for label, extra in variants.items():
-            rows, synth, disc, near, secs = [], [], [], [], []
+            rows, synth, disc, near, secs, score = [], [], [], [], [], []
             for seed in seeds:
                 with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
                     cmp = train_classifier.run(["--preset", args.preset, "--csv_path", str(path), *flags, *extra,
@@ -71,17 +75,18 @@ def main() -> None:
                 if len(baseline_rows) < len(seeds):
                     baseline_rows.append([macro[k]["baseline"] for k in ("auroc", "auprc", "f1")])
                 rows.append([macro[k]["augmented"] for k in ("auroc", "auprc", "f1")])
-                prov = cmp["augmentation"]["provenance"]
+                prov = cmp["augmentation"]["augmented"]["provenance"]
                 synth.append(prov["final"]["rows"]["synthetic"])
                 secs.append(sum(step.get("seconds", 0.0) for step in prov["steps"]))
-                quality = cmp["augmentation"].get("quality") or {}
+                quality = cmp["augmentation"]["augmented"].get("quality") or {}
+                score.append((quality.get("score") or {}).get("score", np.nan))
                 disc.append(quality.get("discriminative_auroc", np.nan))
                 near.append((quality.get("privacy") or {}).get("near_copy_share", np.nan))
             if label == next(iter(variants)):
                 b = np.mean(baseline_rows, axis=0)
-                print(f"| {name} | none | 0 | | | {b[0]:.3f} | {b[1]:.3f} | {b[2]:.3f} | |")
+                print(f"| {name} | none | 0 | | | | {b[0]:.3f} | {b[1]:.3f} | {b[2]:.3f} | |")
             a = np.mean(rows, axis=0)
-            print(f"| {name} | {label} | {np.mean(synth):.0f} | {np.nanmean(disc):.3f} | {np.nanmean(near):.3f} | "
+            print(f"| {name} | {label} | {np.mean(synth):.0f} | {np.nanmean(score):.0f} | {np.nanmean(disc):.3f} | {np.nanmean(near):.3f} | "
                   f"{a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {np.mean(secs):.2f} |", flush=True)
 
 

@@ -16,13 +16,17 @@ A seeded Optuna search (TPE sampler, median pruning by epoch) over:
   model's dropout in [0, 0.5] (log scales for the first two).
 
 The first trials are the balanced preset's recipe (class-weighted BCE on the natural mix of
-rows) with the models that measured best across tables (:data:`STARTING_POINTS`), so even a
-short budget ends with what the balanced preset would have given; TPE takes over from there.
+rows) with the models that measured best across tables and the linear model, the network form
+of the logistic-regression baseline (:data:`STARTING_POINTS`), so even a short budget ends with
+what the balanced preset would have given; TPE takes over from there. Models with hidden layers
+stop at their best validation AUPRC; the linear and additive models at their best validation
+loss (their optimum, as a fitted GLM's).
 
 Each trial trains on the training split and is scored on the validation split only: its best
 epoch's validation macro AUPRC (ties: macro F1 at the tuned thresholds). The test split never
 reaches the search. Every trial reports its AUPRC after each epoch; the pruner stops a trial
-whose AUPRC is below the median of earlier trials at the same epoch, and the budget stops the
+whose AUPRC is below the median of earlier trials at the same epoch (not the linear and additive
+models: cheap, and slow to climb to their optimum), and the budget stops the
 last one at its deadline (keeping its best epoch). The best trial's trained model becomes the
 run: thresholds tuned on validation, scored once on the test split, saved as an ordinary run
 folder (``best.pt``, ``metrics.json``, ...) whose ``config.json`` is the chosen configuration,
@@ -30,6 +34,16 @@ with ``search.csv`` and ``search.md`` listing every trial. With ``--ensemble_top
 models of the K best trials (by the same validation score) are averaged instead, in one
 checkpoint that holds each member's model; the thresholds are tuned on the average. Ctrl-C ends
 the search and keeps the best trial(s) so far.
+
+Where the rarest label has fewer than 100 validation positives (or with ``--resplits N``), the
+trial that scored best on validation is often only the luckiest. The search then keeps 40% of
+its time to train the leading trials (the best trial of each model, three at most, and the best
+linear and additive trials) again on fresh stratified train/validation splits of the same
+non-test rows, one split at a time, and scores each by its mean validation AUPRC over the original split and every fresh split that all
+of them finished. It then chooses the simplest model whose mean is within one standard error of
+the best mean (the one-standard-error rule; the linear and additive models are simpler than any
+with hidden layers): a more complex model has to beat a simpler one by more than the splits'
+noise. The models that become the run are still the trials' own, trained on the training split.
 """
 
 from __future__ import annotations
@@ -40,17 +54,20 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
 from models import MODELS
 
 from .augmentation import augment_training_split
-from .config import TrainConfig
+from .config import TrainConfig, split_list
 from .distributed import DistContext
 from .errors import UserError
 from .metrics import label_metrics
 from .pipeline import PreparedData, RunCheckpoints, TrainedModels, fit_members, input_spec, predict_parts
+from .preprocessing import EncodedRows
 from .reporting import CollapseGuard, EpochLogger, Levers
+from .splitting import split_indices
 
 __all__ = ["MODEL_CHOICES", "DROPOUT_SETTING", "ModelChoice", "Finalist", "SearchResult", "TrialRecord", "search", "format_search_markdown"]
 
@@ -68,6 +85,8 @@ class ModelChoice:
     num_embeddings: str = "auto"  # auto: the model's own default
     settings: tuple[tuple[str, Any], ...] = ()  # fixed settings, as (name, value) pairs
     tune_dropout: bool = True  # False where the model has no layer a dropout would act on
+    stop_on: str = "macro_auprc"  # the early-stopping metric of its trials
+    simplicity: int = 2  # the one-standard-error rule's order: lower is simpler
 
     def model_args(self, dropout: Optional[float]) -> dict[str, Any]:
         args = {name: (list(value) if isinstance(value, tuple) else value) for name, value in self.settings}
@@ -79,20 +98,28 @@ class ModelChoice:
 MODEL_CHOICES: dict[str, ModelChoice] = {
     **{name: ModelChoice(name) for name in MODELS.names()},
     "mlp:piecewise_linear": ModelChoice("mlp", "piecewise_linear"),
-    "linear": ModelChoice("mlp", "none", (("hidden_sizes", ()),), tune_dropout=False),
-    "additive": ModelChoice("mlp", "piecewise_linear", (("hidden_sizes", ()),), tune_dropout=False),
+    # Without hidden layers the loss is convex (linear) or nearly so (additive): they train to
+    # their validation-loss optimum, as a fitted GLM would, instead of stopping at the epoch whose
+    # validation AUPRC happened to peak (on stroke's 37 validation positives that choice alone
+    # cost the linear model 0.203 against 0.247 test AUPRC, three seeds).
+    "linear": ModelChoice("mlp", "none", (("hidden_sizes", ()),), tune_dropout=False, stop_on="val_loss", simplicity=0),
+    "additive": ModelChoice("mlp", "piecewise_linear", (("hidden_sizes", ()),), tune_dropout=False, stop_on="val_loss",
+                            simplicity=1),
 }
-# Fixed for every trial: what the balanced preset measured best for stopping and thresholds.
-TRIAL_SETTINGS = dict(use_stratified_split=True, optimize_thresholds=True, early_stop_metric="macro_auprc",
-                      early_stop_patience=16, epochs=200, batch_size=64, ensemble=1, compare=False)
+# Fixed for every trial: what the balanced preset measured best for stopping and thresholds
+# (the stopping metric is the model choice's own).
+TRIAL_SETTINGS = dict(use_stratified_split=True, optimize_thresholds=True, early_stop_patience=16, epochs=200, batch_size=64,
+                      ensemble=1, compare=None)
 # The balanced preset's recipe, tried first with the models that led on the shared tables
-# (benchmarks/quality.py): piecewise-linear MLP (stroke, mammography), ResNet (thyroid), and the
-# additive model (a GAM: what wins where a simple signal meets few positives).
+# (benchmarks/quality.py): piecewise-linear MLP (stroke, mammography), ResNet (thyroid), the
+# linear model (the logistic regression every report compares with) and the additive model (a
+# GAM: what wins where a simple signal meets few positives).
 _BALANCED_RECIPE = dict(sampling="none", loss="weighted_bce", class_weights="balanced", class_weight_multiplier=1.0,
                         more_rows="none", lr=1e-3, weight_decay=1e-4)
 STARTING_POINTS = [
     {"model": "mlp:piecewise_linear", **_BALANCED_RECIPE, "dropout": 0.3},
     {"model": "resnet", **_BALANCED_RECIPE, "dropout": 0.15},
+    {"model": "linear", **_BALANCED_RECIPE},
     {"model": "additive", **_BALANCED_RECIPE},
 ]
 # Resampling ratio ranges. Binary: minority / majority after resampling. MLSMOTE: each minority
@@ -100,6 +127,14 @@ STARTING_POINTS = [
 RESAMPLE_RATIOS = {False: (0.1, 0.5), True: (0.5, 1.0)}
 GENERATOR = "gaussian_copula"  # the generator the search may mix rows from (fast, and keeps columns' correlations)
 FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the final run
+# Re-scoring on fresh splits (--resplits): where validation holds few positives, the trial that
+# scored best on it is often the luckiest, not the best. The leading trials (the best of each
+# model, then the best overall) are trained again on fresh train/validation splits of the same
+# non-test rows, and chosen by their mean validation AUPRC over every split (the original one too).
+RESPLIT_BELOW_POSITIVES = 100  # the default applies when the rarest label has fewer validation positives
+RESPLIT_ROUNDS = 4  # the default number of fresh splits
+RESPLIT_CANDIDATES = 3  # trials scored again (at least --ensemble_top), besides the simplest models' best
+RESPLIT_SHARE = 0.4  # share of the search's time kept for re-scoring
 
 
 @dataclass
@@ -112,6 +147,23 @@ class TrialRecord:
     best_epoch: int
     epochs: int
     seconds: float
+    resplit_auprc: list[float] = field(default_factory=list)  # validation AUPRC on each fresh split (--resplits)
+    resplit_f1: list[float] = field(default_factory=list)
+
+    @property
+    def mean_auprc(self) -> float:
+        """Validation AUPRC over the original split and every fresh one it was scored on."""
+        return float(np.mean([self.val_auprc, *self.resplit_auprc]))
+
+    @property
+    def mean_f1(self) -> float:
+        return float(np.mean([self.val_f1_tuned, *self.resplit_f1]))
+
+    @property
+    def standard_error(self) -> float:
+        """Of :attr:`mean_auprc`, over the splits (NaN with one split)."""
+        scores = [self.val_auprc, *self.resplit_auprc]
+        return float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
 
 
 @dataclass
@@ -129,6 +181,16 @@ class Finalist:
         """Validation AUPRC, then tuned F1; of equals, the earlier trial."""
         return (self.record.val_auprc, self.record.val_f1_tuned, -self.record.number)
 
+    @property
+    def simplicity(self) -> int:
+        return MODEL_CHOICES[self.record.params["model"]].simplicity
+
+    @property
+    def resplit_key(self) -> tuple[float, float, int]:
+        """The same, as means over the original and the fresh splits (NaN, from a failed split, ranks last)."""
+        auprc, f1 = self.record.mean_auprc, self.record.mean_f1
+        return (-math.inf if math.isnan(auprc) else auprc, -math.inf if math.isnan(f1) else f1, -self.record.number)
+
 
 @dataclass
 class SearchResult:
@@ -141,10 +203,19 @@ class SearchResult:
     interrupted: bool = False
     chosen: list[int] = field(default_factory=list)  # the trial numbers in the final model
     ensemble_val_auprc: Optional[float] = None  # --ensemble_top: the averaged models' validation macro AUPRC
+    resplits: int = 0  # fresh splits every re-scored trial was scored on (0: chosen on the validation split alone)
+    resplit_reason: str = ""
+    rule_note: str = ""  # how the one-standard-error rule chose among the re-scored trials
 
     def table(self) -> pd.DataFrame:
-        rows = [{"trial": t.number, "state": t.state, **t.params, "val_auprc": t.val_auprc, "val_f1_tuned": t.val_f1_tuned,
-                 "best_epoch": t.best_epoch, "epochs": t.epochs, "seconds": round(t.seconds, 2)} for t in self.trials]
+        rows = []
+        for t in self.trials:
+            row = {"trial": t.number, "state": t.state, **t.params, "val_auprc": t.val_auprc, "val_f1_tuned": t.val_f1_tuned}
+            if self.resplits:
+                rescored = bool(t.resplit_auprc)
+                row.update(resplit_auprc=t.mean_auprc if rescored else math.nan, resplit_se=t.standard_error if rescored else math.nan,
+                           resplit_f1=t.mean_f1 if rescored else math.nan)
+            rows.append({**row, "best_epoch": t.best_epoch, "epochs": t.epochs, "seconds": round(t.seconds, 2)})
         return pd.DataFrame(rows)
 
 
@@ -173,7 +244,7 @@ def suggest(trial: Any, base: TrainConfig, data: PreparedData) -> tuple[TrainCon
     weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
     dropout = trial.suggest_float("dropout", 0.0, 0.5) if choice.tune_dropout else None
     cfg = replace(
-        base, **TRIAL_SETTINGS, preset="auto", model=choice.model, num_embeddings=choice.num_embeddings,
+        base, **TRIAL_SETTINGS, early_stop_metric=choice.stop_on, preset="auto", model=choice.model, num_embeddings=choice.num_embeddings,
         model_args=choice.model_args(dropout),
         use_weighted_sampling=sampling != "none", weight_method=sampling if sampling != "none" else base.weight_method,
         loss_type=loss, class_weight_method=class_weights, class_weight_multiplier=multiplier, focal_gamma=gamma,
@@ -191,68 +262,126 @@ def _with_rows(data: PreparedData, cfg: TrainConfig) -> PreparedData:
     augmented = augment_training_split(
         data.preprocessor, data.real_train, data.train_features, data.real_train_labels, label_names=data.label_names,
         resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors,
-        generator=cfg.generator, generated_ratio=cfg.generated_ratio, seed=cfg.seed,
+        generator=cfg.generator, generated_ratio=cfg.generated_ratio, seed=cfg.seed, onehot_groups=split_list(cfg.onehot_groups),
+        measure_quality=False,  # a trial is judged by its validation score; the quality report would only cost time
     )
     return replace(data, rows={**data.rows, "train": augmented.rows}, labels={**data.labels, "train": augmented.y},
                    augmented=augmented)
 
 
+def resplit_rounds(base: TrainConfig, data: PreparedData) -> tuple[int, str]:
+    """How many fresh splits re-score the leading trials, and why (for search.md)."""
+    fewest = int(data.labels["val"].sum(axis=0).min())
+    if base.resplits is not None:
+        return base.resplits, f"--resplits {base.resplits}"
+    if fewest < RESPLIT_BELOW_POSITIVES:
+        return RESPLIT_ROUNDS, f"the rarest label has {fewest} validation positives, fewer than {RESPLIT_BELOW_POSITIVES}"
+    return 0, f"the rarest label has {fewest} validation positives"
+
+
+def resplit(data: PreparedData, seed: int) -> PreparedData:
+    """The prepared data with a fresh stratified train/validation split of its training and
+    validation rows (the same validation size; the test rows stay where they are, unread)."""
+    rows = EncodedRows.concat([data.real_train, data.rows["val"]])
+    labels = np.concatenate([data.real_train_labels, data.labels["val"]])
+    positions = np.concatenate([data.splits["train"], data.splits["val"]])
+    features = pd.concat([data.train_features, data.val_features])
+    parts = split_indices(labels, val_fraction=len(data.splits["val"]) / len(positions), test_fraction=0.0, stratify=True,
+                          seed=seed, label_names=data.label_names)
+    train, val = parts["train"], parts["val"]
+    return replace(data, splits={**data.splits, "train": positions[train], "val": positions[val]},
+                   rows={**data.rows, "train": rows.take(train), "val": rows.take(val)},
+                   labels={**data.labels, "train": labels[train], "val": labels[val]},
+                   real_train=rows.take(train), real_train_labels=labels[train],
+                   train_features=features.iloc[train], val_features=features.iloc[val], augmented=None)
+
+
+@dataclass
+class _Fit:
+    """One configuration trained on one split, scored at its best epoch on that split's validation rows."""
+
+    data: PreparedData
+    trained: TrainedModels
+    inputs: Any
+    auprc: float
+    f1: float
+    best_epoch: int
+    epochs: int
+
+
+def _fit_and_score(cfg: TrainConfig, data: PreparedData, *, device: Any, stop_check: Any) -> _Fit:
+    """Train ``cfg`` on ``data`` (with its extra minority rows); UserError where the rows cannot take the recipe."""
+    fit_data = _with_rows(data, cfg)
+    inputs = input_spec(cfg, fit_data)
+    trained = fit_members(cfg, fit_data, inputs, device=device, dist=DistContext(), folder=None,
+                          epoch_log=EpochLogger(None, fit_data.label_names, quiet=True),
+                          guard=CollapseGuard(fit_data.label_names, levers=Levers.of(cfg)),
+                          checkpoints=RunCheckpoints(cfg=cfg, data=fit_data, inputs=inputs), stop_check=stop_check)
+    result = trained.results[0]
+    best = next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
+    return _Fit(fit_data, trained, inputs, float(best.val["macro"]["auprc"]), float(best.val_tuned["macro"]["f1"]),
+                result.best_epoch, len(result.history))
+
+
 def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float, progress: bool = False) -> SearchResult:
-    """Run the search until the budget (counted from ``started``) or ``--max_trials``; return the best trial, trained."""
+    """Run the search until the budget (counted from ``started``) or ``--max_trials``; re-score
+    the leading trials on fresh splits where validation is small; return the best, trained."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if data.train_features is None:
-        raise RuntimeError("prepare_data(keep_train_features=True) is needed for the search")
-    deadline = started + base.time_budget * (1.0 - FINAL_RESERVE)
+    if data.train_features is None or data.val_features is None:
+        raise RuntimeError("prepare_data(keep_search_rows=True) is needed for the search")
+    end = started + base.time_budget * (1.0 - FINAL_RESERVE)
+    rounds, reason = resplit_rounds(base, data)
+    now = time.perf_counter()
+    deadline = now + (end - now) * (1.0 - RESPLIT_SHARE) if rounds else end
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
     for params in STARTING_POINTS:
         study.enqueue_trial(params)
     records: list[TrialRecord] = []
     finalists: list[Finalist] = []  # the best base.ensemble_top trials so far, best first
+    leaders: dict[str, Finalist] = {}  # with re-scoring: the best trial of each model so far
 
     def objective(trial: Any) -> float:
         trial_started = time.perf_counter()
         cfg, params = suggest(trial, base, data)
         stopped = {"reason": ""}
+        # Models without hidden layers are cheap and climb slowly to their loss optimum: early
+        # epochs say little about them, so the median of faster models does not stop them.
+        choice_prunable = MODEL_CHOICES[params["model"]].simplicity >= 2
 
         def stop_check(record: Any) -> Optional[str]:
             trial.report(record.val["macro"]["auprc"], record.epoch)
             if time.perf_counter() > deadline:
                 stopped["reason"] = "budget"
-            elif trial.should_prune():
+            elif choice_prunable and trial.should_prune():
                 stopped["reason"] = "pruned"
             return stopped["reason"] or None
 
         try:
-            trial_data = _with_rows(data, cfg)
-            inputs = input_spec(cfg, trial_data)
-            trained = fit_members(cfg, trial_data, inputs, device=device, dist=DistContext(), folder=None,
-                                  epoch_log=EpochLogger(None, trial_data.label_names, quiet=True),
-                                  guard=CollapseGuard(trial_data.label_names, levers=Levers.of(cfg)),
-                                  checkpoints=RunCheckpoints(cfg=cfg, data=trial_data, inputs=inputs), stop_check=stop_check)
+            fitted = _fit_and_score(cfg, data, device=device, stop_check=stop_check)
         except UserError as exc:  # a recipe these rows cannot take (e.g. too few neighbours): a failed trial
             records.append(TrialRecord(trial.number, "failed", params, math.nan, math.nan, 0, 0,
                                        time.perf_counter() - trial_started))
             log.info("trial %d failed: %s", trial.number, exc)
             return float("nan")
-        result = trained.results[0]
-        best_record = next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
-        auprc = float(best_record.val["macro"]["auprc"])
-        f1 = float(best_record.val_tuned["macro"]["f1"])
         state = stopped["reason"] or "complete"
-        record = TrialRecord(trial.number, state, params, auprc, f1, result.best_epoch, len(result.history),
+        record = TrialRecord(trial.number, state, params, fitted.auprc, fitted.f1, fitted.best_epoch, fitted.epochs,
                              time.perf_counter() - trial_started)
         records.append(record)
-        log.info("trial %d (%s): val AUPRC %.4f, tuned F1 %.4f, %s", trial.number, state, auprc, f1, params)
-        if not math.isnan(auprc):
-            finalists.append(Finalist(record, cfg, trial_data, trained, inputs))
+        log.info("trial %d (%s): val AUPRC %.4f, tuned F1 %.4f, %s", trial.number, state, fitted.auprc, fitted.f1, params)
+        if not math.isnan(fitted.auprc):
+            finalist = Finalist(record, cfg, fitted.data, fitted.trained, fitted.inputs)
+            finalists.append(finalist)
             finalists.sort(key=lambda f: f.rank_key, reverse=True)
             del finalists[base.ensemble_top:]  # the others' models are not needed any more
+            model = params["model"]
+            if rounds and (model not in leaders or finalist.rank_key > leaders[model].rank_key):
+                leaders[model] = finalist
         if state == "pruned":
             raise optuna.TrialPruned()
-        return auprc
+        return fitted.auprc
 
     def out_of_time(study: Any, trial: Any) -> None:
         if time.perf_counter() > deadline:
@@ -267,13 +396,93 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         log.warning("search interrupted after %d trials: keeping the best so far", len(records))
     if not finalists:
         raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
+    done, rule_note = 0, ""
+    if rounds and not interrupted:
+        candidates = _resplit_candidates(finalists, leaders, max(RESPLIT_CANDIDATES, base.ensemble_top))
+        done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device)
+        if done:
+            ordered, rule_note = _one_standard_error(candidates)
+            finalists = ordered[:base.ensemble_top]
     if len(finalists) < base.ensemble_top:
         log.warning("--ensemble_top %d: only %d trial(s) finished within the budget; averaging those", base.ensemble_top,
                     len(finalists))
     result = _final_model(base, finalists, device=device)
     result.trials, result.interrupted = records, interrupted
+    result.resplits, result.resplit_reason, result.rule_note = done, reason, rule_note
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist], count: int) -> list[Finalist]:
+    """The trials to score again: the best trial of each model, and the best trials overall
+    (for --ensemble_top), ``count`` of them by validation score, and the best trials of the
+    models without hidden layers (the simplest, which the one-standard-error rule prefers)."""
+    unique = {f.record.number: f for f in [*finalists, *leaders.values()]}
+    ranked = sorted(unique.values(), key=lambda f: f.rank_key, reverse=True)
+    chosen = ranked[:count]
+    simplest = [f for name, f in leaders.items() if MODEL_CHOICES[name].simplicity < 2 and f not in chosen]
+    return chosen + simplest
+
+
+def _one_standard_error(candidates: list[Finalist]) -> tuple[list[Finalist], str]:
+    """The candidates in the order the final model takes them: first the simplest model whose
+    mean validation AUPRC over the splits is within one standard error of the best mean (the
+    one-standard-error rule: a more complex model must beat a simpler one by more than the
+    noise of the splits), then the others by mean."""
+    by_mean = sorted(candidates, key=lambda f: f.resplit_key, reverse=True)
+    best = by_mean[0]
+    scores = [best.record.val_auprc, *best.record.resplit_auprc]
+    standard_error = best.record.standard_error
+    if math.isnan(standard_error):
+        return by_mean, ""
+    close = [f for f in by_mean if f.resplit_key[0] >= best.record.mean_auprc - standard_error]
+    pick = min(close, key=lambda f: (f.simplicity, -f.resplit_key[0]))
+    note = (f"The best mean is trial {best.record.number}'s ({best.record.params['model']}, {best.record.mean_auprc:.4f}, "
+            f"standard error {standard_error:.4f} over {len(scores)} splits)")
+    if pick is not best:
+        note += (f"; trial {pick.record.number} ({pick.record.params['model']}, {pick.record.mean_auprc:.4f}) is within one "
+                 "standard error of it and simpler, so it is chosen (the one-standard-error rule).")
+        log.info("one-standard-error rule: %s", note)
+    else:
+        note += "; no simpler model is within one standard error of it."
+    return [pick, *[f for f in by_mean if f is not pick]], note
+
+
+def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], rounds: int, *, deadline: float,
+             device: Any) -> tuple[int, bool]:
+    """Train every candidate's configuration on ``rounds`` fresh splits, one split at a time;
+    a split the deadline (or Ctrl-C) cuts short is not counted. Returns (splits done, interrupted)."""
+    log.info("scoring trials %s again on up to %d fresh train/validation splits", [c.record.number for c in candidates], rounds)
+    out_of_time = {"hit": False}
+
+    def stop_check(record: Any) -> Optional[str]:
+        if time.perf_counter() > deadline:
+            out_of_time["hit"] = True
+            return "budget"
+        return None
+
+    for done in range(rounds):
+        fold = resplit(data, seed=base.seed + 1000 * (done + 1))
+        scores = []
+        try:
+            for candidate in candidates:
+                try:
+                    fitted = _fit_and_score(candidate.cfg, fold, device=device, stop_check=stop_check)
+                    scores.append((fitted.auprc, fitted.f1))
+                except UserError as exc:
+                    log.info("trial %d on fresh split %d failed: %s", candidate.record.number, done + 1, exc)
+                    scores.append((math.nan, math.nan))
+                if out_of_time["hit"]:
+                    log.info("fresh split %d cut short by the budget: not counted", done + 1)
+                    return done, False
+        except KeyboardInterrupt:
+            log.warning("re-scoring interrupted: choosing on the %d fresh split(s) finished", done)
+            return done, True
+        for candidate, (auprc, f1) in zip(candidates, scores):
+            candidate.record.resplit_auprc.append(auprc)
+            candidate.record.resplit_f1.append(f1)
+        log.info("fresh split %d: %s", done + 1, ", ".join(f"trial {c.record.number} {a:.4f}" for c, (a, _) in zip(candidates, scores)))
+    return rounds, False
 
 
 def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -> SearchResult:
@@ -306,7 +515,8 @@ def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -
 
 
 def format_search_markdown(result: SearchResult) -> str:
-    table = result.table().sort_values(["val_auprc", "val_f1_tuned"], ascending=False, na_position="last")
+    order = ["resplit_auprc", "resplit_f1"] if result.resplits else []
+    table = result.table().sort_values([*order, "val_auprc", "val_f1_tuned"], ascending=False, na_position="last")
     best = result.cfg
     lines = [f"# Search ({len(result.trials)} trials, {result.seconds:.0f} s{', interrupted' if result.interrupted else ''})", "",
              f"Best trial ({result.chosen[0]}): `{best.model}` ({best.resolved_num_embeddings} embeddings), sampling "
@@ -317,7 +527,19 @@ def format_search_markdown(result: SearchResult) -> str:
         lines += [f"The final model averages the {len(result.chosen)} best trials ({', '.join(map(str, result.chosen))}; "
                   f"--ensemble_top {best.ensemble_top}): validation macro AUPRC {result.ensemble_val_auprc:.4f} "
                   f"(best single trial {table['val_auprc'].max():.4f}).", ""]
-    lines += ["Scored on the validation split only (best epoch's macro AUPRC; ties: tuned F1).", ""]
+    lines += ["Scored on validation rows only (best epoch's macro AUPRC; ties: tuned F1); the test split never reaches the search.", ""]
+    if result.resplits:
+        rescored = [str(t.number) for t in result.trials if t.resplit_auprc]
+        lines += [f"Chosen by the mean over the validation split and {result.resplits} fresh train/validation split(s) of "
+                  f"the same non-test rows ({result.resplit_reason}): trials {', '.join(rescored)}, the best of each model, "
+                  "were trained again on each; `resplit_auprc` and `resplit_f1` are those means (`resplit_se`: the standard "
+                  "error of the AUPRC mean). Of these, the simplest "
+                  "model within one standard error of the best mean is chosen (models without hidden layers are simpler).",
+                  ""]
+        if result.rule_note:
+            lines += [result.rule_note, ""]
+    elif result.resplit_reason:
+        lines += [f"Chosen on the validation split alone ({result.resplit_reason}).", ""]
     columns = list(table.columns)
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))

@@ -45,6 +45,10 @@ AUTO_PRESET, AUTO_BASE = "auto", "balanced"  # --preset auto searches over the b
 _MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit; every member's seed must fit
 
 
+COMPARE_CONFIGURED = ""  # --compare with no methods: the augmentation the other flags ask for
+COMPARE_METHODS = [*RESAMPLERS.names(), *GENERATORS.names()]  # what --compare METHOD,... may name
+
+
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     """A config field carrying its CLI help; ``choices``/``nargs`` pass through to argparse."""
     metadata = {"help": help, **extra}
@@ -129,12 +133,14 @@ class TrainConfig:
     resample_k_neighbors: int = _opt(5, "neighbours for the SMOTE family and MLSMOTE")
     generated_csv: Optional[str] = _opt(None, "CSV/Parquet of generated minority rows to mix into training")
     generator: str = _opt("none", "built-in generator of minority rows, fitted on training positives", choices=["none", *GENERATORS.names()])
-    augment_strategy: str = _opt("conservative", "generated rows mixed in per label: 2x, 4x the positives, or up to 50/50", choices=AUGMENT_STRATEGIES.names())
+    generator_epochs: Optional[int] = _opt(None, "--generator ctgan/tvae: training epochs (default 300, sized for a CPU)")
+    augment_strategy: str = _opt("conservative", "generated rows mixed in per label: conservative doubles the positives (adds n_pos), moderate quadruples them (adds 3 x n_pos), full balances the classes", choices=AUGMENT_STRATEGIES.names())
     generated_ratio: Optional[float] = _opt(None, "mix in this many times the positive count instead of --augment_strategy")
+    onehot_groups: str = _opt("", "comma-separated prefixes of one-hot column groups (PREFIX_<level>) that resamplers and generators treat as one categorical (groups with exactly one column set per row are found without it)")
     quality_gate: bool = _switch(False, "refuse to train when synthetic rows fail the quality limits below")
     gate_max_auroc: float = _opt(0.85, "quality gate: highest allowed real-vs-synthetic discriminative AUROC")
     gate_max_near_copies: float = _opt(0.05, "quality gate: highest allowed share of near-copies of real rows")
-    compare: bool = _switch(False, "train without and with the augmentation on the same split and compare on test")
+    compare: Optional[str] = _opt(None, "train without and with augmentation on the same split and seed and compare on test: --compare alone compares the augmentation these flags ask for; --compare METHOD,... (resamplers and generators, e.g. smotenc,gaussian_copula,ctgan) trains one run per method", metavar="[METHOD,...]")
 
     # -- model -----------------------------------------------------------------------------
     model: str = _opt("mlp", "architecture (its settings: --model_args, listed at the end of --help)", choices=MODELS.names())
@@ -174,6 +180,7 @@ class TrainConfig:
     time_budget: float = _opt(600.0, "--preset auto: seconds for the whole run, search and final scoring (held within 10 percent)")
     max_trials: int = _opt(0, "--preset auto: stop the search after this many trials (0 = as many as the budget allows)")
     ensemble_top: int = _opt(1, "--preset auto: average the models of the K best trials (different models and recipes) in one checkpoint")
+    resplits: Optional[int] = _opt(None, "--preset auto: score the leading trials again on N fresh train/validation splits of the non-test rows and choose by the mean (default: 4 when the rarest label has fewer than 100 validation positives, else 0)")
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -217,12 +224,23 @@ class TrainConfig:
         need(self.focal_alpha is None or 0.0 < self.focal_alpha < 1.0, f"--focal_alpha must be in (0, 1), got {self.focal_alpha}")
         need(self.resample_ratio > 0, f"--resample_ratio must be > 0, got {self.resample_ratio}")
         need(self.resample_k_neighbors >= 1, f"--resample_k_neighbors must be >= 1, got {self.resample_k_neighbors}")
+        need(self.generator_epochs is None or self.generator_epochs >= 1, f"--generator_epochs must be >= 1, got {self.generator_epochs}")
+        need(self.generator_epochs is None or self.generator in ("ctgan", "tvae"),
+             "--generator_epochs sets the training of --generator ctgan or tvae; the other generators do not train")
         need(self.generated_ratio is None or self.generated_ratio > 0, f"--generated_ratio must be > 0, got {self.generated_ratio}")
         need(self.generated_csv is None or self.generator == "none",
              "--generated_csv and --generator both add generated rows; choose one")
         need(0.5 <= self.gate_max_auroc <= 1.0, f"--gate_max_auroc must be in [0.5, 1], got {self.gate_max_auroc}")
         need(0.0 <= self.gate_max_near_copies <= 1.0, f"--gate_max_near_copies must be in [0, 1], got {self.gate_max_near_copies}")
-        need(not self.compare or self.augments, "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv")
+        need(self.compare != COMPARE_CONFIGURED or self.augments,
+             "--compare compares training without and with augmentation: also pass --resample, --generator or --generated_csv, "
+             "or name the methods (--compare smotenc,gaussian_copula)")
+        if self.compare:
+            methods = split_list(self.compare)
+            unknown = [m for m in methods if m not in COMPARE_METHODS]
+            need(not unknown, f"--compare: unknown method(s) {', '.join(unknown)}; choose from {', '.join(COMPARE_METHODS)}")
+            need(len(set(methods)) == len(methods), f"--compare: {self.compare!r} names a method twice")
+            need(not self.augments, "--compare METHOD,... names the methods to compare: drop --resample, --generator and --generated_csv")
         need(0 <= self.seed and self.seed + self.ensemble - 1 <= _MAX_SEED,
              f"--seed must be an integer in [0, {_MAX_SEED - self.ensemble + 1}], got {self.seed}")
         need(self.time_budget > 0, f"--time_budget must be > 0 seconds, got {self.time_budget}")
@@ -232,6 +250,7 @@ class TrainConfig:
         need(self.bootstrap == 0 or self.bootstrap >= 100,
              f"--bootstrap must be 0 (no intervals) or at least 100 resamples, got {self.bootstrap}")
         need(self.ensemble_top >= 1, f"--ensemble_top must be >= 1, got {self.ensemble_top}")
+        need(self.resplits is None or self.resplits >= 0, f"--resplits must be >= 0, got {self.resplits}")
         need(self.ensemble_top == 1 or self.preset == AUTO_PRESET,
              "--ensemble_top averages the best trials of a search: use it with --preset auto (or --ensemble N for one model)")
         need(self.demo_rows >= 500, f"--demo_rows must be >= 500, got {self.demo_rows}")
@@ -252,6 +271,8 @@ class TrainConfig:
             notes.append(f"--class_weight_method {self.class_weight_method} has no effect with --loss_type bce; use weighted_bce or focal")
         if self.loss_type == "focal" and self.focal_alpha is not None and self.class_weight_method != "none":
             notes.append("--focal_alpha overrides the alpha derived from --class_weight_method")
+        if self.onehot_groups and not self.augments and self.preset != AUTO_PRESET:
+            notes.append("--onehot_groups only shapes generated and resampled rows; add --resample or --generator, or drop it")
         return notes
 
     @property
@@ -419,6 +440,11 @@ def _canonical(flag: str) -> str:
     return "--" + flag.lstrip("-").replace("-", "_")
 
 
+def compare_methods(cfg: TrainConfig) -> list[str]:
+    """The augmentation runs of --compare, by name: the listed methods, or "augmented" (the flags' own)."""
+    return split_list(cfg.compare) if cfg.compare else ["augmented"]
+
+
 def build_arg_parser(prog: Optional[str] = None) -> _Parser:
     """The CLI, generated from TrainConfig: every field is a flag spelled with _ or -."""
     parser = _Parser(
@@ -437,6 +463,9 @@ def build_arg_parser(prog: Optional[str] = None) -> _Parser:
             # for True ones); add the other so a preset's setting can be undone from the CLI.
             other, action = (_spellings(f.name), "store_true") if f.default else (_spellings(f.name, "no_"), "store_false")
             parser.add_argument(*other, dest=f.name, action=action, default=dataclasses.MISSING, help=argparse.SUPPRESS)
+    for action in parser._actions:  # --compare takes an optional list: alone, it compares the flags' own augmentation
+        if action.dest == "compare":
+            action.nargs, action.const = "?", COMPARE_CONFIGURED
     return parser
 
 

@@ -17,8 +17,17 @@ strings). The toolkit then runs those rows through the fitted preprocessor like 
   polyserial-style (numeric-discrete) or polychoric-style (discrete-discrete). The latter matters
   for multi-label use: label columns passed as "binary" keep their co-occurrence.
 
-Both reproduce each column's missing rate (independently of everything else), never invent a
-level that the minority rows lack, and are deterministic for a seed.
+- ``uniform``: the stroke augmentation guide's recipe: numbers uniform between the minority
+  minimum and maximum, levels by their minority frequencies, columns independent. Crude (a
+  skewed lab value is spread evenly over its range), but what the guide's users know.
+
+- ``ctgan`` and ``tvae``: the conditional GAN and the variational autoencoder of Xu et al.
+  (2019), from the ``ctgan`` package, sized for a CPU; they learn the joint distribution,
+  including non-linear dependencies a copula misses, but need a few hundred rows to do it well.
+
+The first three reproduce each column's missing rate (independently of everything else); the
+deep ones learn where values are missing with the rest. None invents a level that the minority
+rows lack, and each is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from scipy import stats
 from .errors import UserError
 from .registry import Registry
 
-__all__ = ["GENERATORS", "Generator", "build_generator", "MarginalGenerator", "GaussianCopulaGenerator"]
+__all__ = ["GENERATORS", "Generator", "build_generator", "MarginalGenerator", "UniformGenerator", "GaussianCopulaGenerator",
+           "CTGANGenerator", "TVAEGenerator"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +65,11 @@ class Generator(Protocol):
 GENERATORS: Registry[Callable[..., Generator]] = Registry("generator")
 
 
-def build_generator(name: str, *, seed: int = 0) -> Generator:
-    """An unfitted generator; an unknown name fails with the list of choices."""
-    return GENERATORS.get(name)(seed=seed)
+def build_generator(name: str, *, seed: int = 0, epochs: Optional[int] = None) -> Generator:
+    """An unfitted generator; an unknown name fails with the list of choices. ``epochs``: the
+    deep generators' training epochs (their CPU-sized default when None)."""
+    build = GENERATORS.get(name)
+    return build(seed=seed, epochs=epochs) if epochs is not None and issubclass(build, _Deep) else build(seed=seed)
 
 
 # -- columns ----------------------------------------------------------------------------------
@@ -197,6 +209,38 @@ class MarginalGenerator(_Base):
                 values = smoother.sample(rng, n)
                 if column.integer:
                     values = np.round(values)
+            else:
+                values = rng.choice(len(column.levels), size=n, p=column.freqs)
+            parts.append(column.output(values, missing))
+        return _assemble(columns, parts)
+
+
+@GENERATORS.register("uniform")
+class UniformGenerator(_Base):
+    """The stroke augmentation guide's recipe: each numeric column uniform between the minority
+    rows' minimum and maximum (whole numbers stay whole), each level by its minority frequency,
+    every column independently."""
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "UniformGenerator":
+        self.columns_ = _fit_columns(frame, kinds)
+        return self
+
+    def sample(self, n: int) -> pd.DataFrame:
+        columns = self._fitted()
+        n = int(n)
+        if n <= 0:
+            return self._empty()
+        rng, parts = self._rng, []
+        for column in columns:
+            missing = column.missing_mask(rng, n)
+            if column.empty:
+                values = np.zeros(n)
+            elif column.kind == "numeric":
+                low, high = column.values[0], column.values[-1]
+                if column.integer:  # every whole number in [min, max] equally likely
+                    values = rng.integers(int(low), int(high), n, endpoint=True).astype(np.float64)
+                else:
+                    values = rng.uniform(low, high, n)
             else:
                 values = rng.choice(len(column.levels), size=n, p=column.freqs)
             parts.append(column.output(values, missing))
@@ -362,3 +406,102 @@ def _polychoric(cov: float, a: _LevelScores, b: _LevelScores) -> float:
     steps = np.concatenate([[0.0], np.cumsum((slope[1:] + slope[:-1]) / 2 * np.diff(_RHO_GRID))])
     curve = steps - steps[len(_RHO_GRID) // 2]
     return float(np.interp(cov, curve, _RHO_GRID))
+
+
+# -- CTGAN and TVAE (the ctgan package) ----------------------------------------------------------
+class _Deep(_Base):
+    """A generator from the ``ctgan`` package (Xu et al. 2019), fitted on the minority rows.
+
+    The package takes no missing numbers: a numeric column with missing values goes in filled
+    with its median beside a yes/no column saying which were missing, and comes back missing
+    where the generator set that column. Discrete columns go in as their level codes (missing: a
+    level of its own). Numbers come back clipped to the minority range (whole numbers stay
+    whole), so the output is like the other generators'. Seeded: the package's own random state
+    (numpy and torch), so a seed gives the same rows.
+    """
+
+    EPOCHS = 300  # a few hundred optimiser steps on a few hundred minority rows: stroke's in well under 2 minutes
+
+    def __init__(self, *, seed: int = 0, epochs: Optional[int] = None) -> None:
+        super().__init__(seed=seed)
+        self.epochs = int(epochs or self.EPOCHS)
+
+    def _build(self, n_rows: int) -> Any:
+        raise NotImplementedError
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "_Deep":
+        columns = _fit_columns(frame, kinds)
+        data, discrete = {}, []
+        for j, column in enumerate(columns):
+            key = f"c{j}"
+            if column.empty:
+                continue
+            if column.kind == "numeric":
+                values = column.raw
+                data[key] = np.where(np.isnan(values), np.median(column.values), values)
+                if column.missing_rate > 0:
+                    data[f"{key}_missing"] = np.where(np.isnan(values), "1", "0")
+                    discrete.append(f"{key}_missing")
+            else:
+                data[key] = np.where(column.codes >= 0, column.codes.astype(str), "missing")
+                discrete.append(key)
+        self.columns_ = columns
+        self.model_ = self._build(len(frame))
+        self.model_.set_random_state(self.seed)
+        self.model_.fit(pd.DataFrame(data), discrete_columns=discrete)
+        return self
+
+    def sample(self, n: int) -> pd.DataFrame:
+        columns = self._fitted()
+        n = int(n)
+        if n <= 0:
+            return self._empty()
+        made = self.model_.sample(n)
+        parts = []
+        for j, column in enumerate(columns):
+            key = f"c{j}"
+            if column.empty:
+                parts.append(column.output(np.zeros(n), np.ones(n, dtype=bool)))
+            elif column.kind == "numeric":
+                values = np.clip(made[key].to_numpy(dtype=np.float64), column.values[0], column.values[-1])
+                if column.integer:
+                    values = np.round(values)
+                missing = (made[f"{key}_missing"].astype(str) == "1").to_numpy() if column.missing_rate > 0 else np.zeros(n, dtype=bool)
+                parts.append(column.output(values, missing))
+            else:
+                text = made[key].astype(str).to_numpy()
+                missing = text == "missing"
+                codes = np.where(missing, 0, pd.to_numeric(pd.Series(text), errors="coerce").fillna(0).to_numpy()).astype(np.int64)
+                parts.append(column.output(codes, missing))
+        return _assemble(columns, parts)
+
+
+def _import_ctgan() -> Any:
+    try:
+        import ctgan
+    except ImportError as exc:  # pragma: no cover - the package is in requirements.txt
+        raise UserError("--generator ctgan/tvae needs the ctgan package: pip install -r requirements.txt") from exc
+    return ctgan
+
+
+@GENERATORS.register("ctgan")
+class CTGANGenerator(_Deep):
+    """CTGAN: a conditional GAN with mode-specific normalisation of numbers, sized for a CPU
+    (two 128-unit layers each side; batches of at most 500 rows, a multiple of its pac of 10)."""
+
+    def _build(self, n_rows: int) -> Any:
+        pac = 10
+        batch = max(2 * pac, min(500, (n_rows // pac) * pac))
+        return _import_ctgan().CTGAN(embedding_dim=64, generator_dim=(128, 128), discriminator_dim=(128, 128),
+                                     batch_size=batch, epochs=self.epochs, pac=pac, enable_gpu=False)
+
+
+@GENERATORS.register("tvae")
+class TVAEGenerator(_Deep):
+    """TVAE: the variational autoencoder of the same paper, sized for a CPU (two 128-unit layers
+    each side; batches of at most 500 rows)."""
+
+    def _build(self, n_rows: int) -> Any:
+        batch = max(2, min(500, n_rows))
+        return _import_ctgan().TVAE(embedding_dim=64, compress_dims=(128, 128), decompress_dims=(128, 128),
+                                    batch_size=batch, epochs=self.epochs, enable_gpu=False)

@@ -14,7 +14,7 @@ import shlex
 from typing import Any, Mapping, Optional, Sequence
 
 from .reporting import format_calibration, format_plots, format_slices
-from .synthetic_quality import gate_failures
+from .synthetic_quality import gate_failures, score_text
 
 __all__ = ["format_model_card", "limitations", "FEW_POSITIVES"]
 
@@ -132,7 +132,8 @@ def format_model_card(report: Mapping[str, Any], analysis: Mapping[str, Any], co
         else:
             failures = gate_failures(quality, max_discriminative_auroc=config.get("gate_max_auroc", 1.0),
                                      max_near_copy_share=config.get("gate_max_near_copies", 1.0))
-            verdict = (f"{'fails' if failures else 'passes'} the quality gate's limits (discriminative AUROC <= "
+            verdict = (f"score {score_text(quality)}; "
+                       f"{'fails' if failures else 'passes'} the quality gate's limits (discriminative AUROC <= "
                        f"{config.get('gate_max_auroc')}, near-copy share <= {config.get('gate_max_near_copies')})"
                        + (": " + "; ".join(failures) if failures else "") + "; details in synthetic_quality.md")
         lines += [f"- method: {steps}; real rows {rows.get('real', '?')}, synthetic rows {rows.get('synthetic', '?')}",

@@ -114,6 +114,7 @@ class PreparedData:
     real_train_labels: np.ndarray
     analysis: Optional[Analysis] = None  # the imbalance analysis (analysis.json)
     train_features: Optional[Any] = None  # the raw training rows, kept for a search's per-trial augmentation
+    val_features: Optional[Any] = None  # the raw validation rows, kept for a search's re-splits of training + validation
     augmented: Optional[AugmentedTrain] = None
     slice_values: Optional[pd.DataFrame] = None  # --slice_cols: those raw columns for every row of the table
     reference: Optional[dict[str, Any]] = None  # the training rows' profile, for drift checks on new rows (imbalance.drift)
@@ -157,7 +158,7 @@ def analyze_data(cfg: TrainConfig) -> Analysis:
     return _analysis(cfg, table, splits, pre)
 
 
-def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False, keep_train_features: bool = False) -> PreparedData:
+def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False, keep_search_rows: bool = False) -> PreparedData:
     """Load, split, fit preprocessing on the training rows only, analyse the imbalance, encode
     every row once, then add the asked-for rows to the training split."""
     # One worker per process under torchrun.
@@ -181,11 +182,13 @@ def prepare_data(cfg: TrainConfig, *, dist: DistContext, progress: bool = False,
             pre, rows["train"], table.features.iloc[splits["train"]], labels["train"], label_names=names,
             resample_method=cfg.resample, resample_ratio=cfg.resample_ratio, k_neighbors=cfg.resample_k_neighbors,
             generated_csv=cfg.generated_csv, generator=cfg.generator, augment_strategy=cfg.augment_strategy,
-            generated_ratio=cfg.generated_ratio, seed=cfg.seed,
+            generated_ratio=cfg.generated_ratio, seed=cfg.seed, onehot_groups=split_list(cfg.onehot_groups),
+            generator_epochs=cfg.generator_epochs,
         )
         data.rows["train"], data.labels["train"] = data.augmented.rows, data.augmented.y
-    if keep_train_features:
+    if keep_search_rows:  # a search adds rows per trial and re-splits training + validation rows
         data.train_features = table.features.iloc[splits["train"]].copy()
+        data.val_features = table.features.iloc[splits["val"]].copy()
     if cfg.slice_cols:
         data.slice_values = table.features[split_list(cfg.slice_cols)].copy()
     data.reference = {**feature_profile(table.features.iloc[splits["train"]], pre.kinds, seed=cfg.seed),

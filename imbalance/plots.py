@@ -21,7 +21,7 @@ import numpy as np
 
 from .files import write_atomic
 
-__all__ = ["PlotData", "write_plots", "plot_name"]
+__all__ = ["PlotData", "write_plots", "plot_name", "write_synthetic_plot"]
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -195,3 +195,46 @@ def write_plots(data: PlotData, folder: Path) -> list[Path]:
     written += _training(data, folder)
     written += _slice_bars(data, folder)
     return written
+
+
+def write_synthetic_plot(real: Any, synthetic: Any, kinds: Mapping[str, str], label: str, folder: Path, *,
+                         order: Optional[Sequence[str]] = None, max_features: int = 24) -> Path:
+    """One figure per label: for each feature (``order``: the least faithful first), the real
+    minority rows' distribution against the synthetic rows' (numbers: histograms on shared
+    bins; levels: shares side by side). At most ``max_features`` panels."""
+    import math
+
+    import pandas as pd
+
+    columns = [c for c in (order or list(real.columns)) if c in real.columns and c in synthetic.columns][:max_features]
+    per_row = 4
+    rows = max(1, math.ceil(len(columns) / per_row))
+    figure = _figure(3.0 * per_row, 2.4 * rows)
+    for k, column in enumerate(columns):
+        ax = figure.add_subplot(rows, per_row, k + 1)
+        ax.set_title(str(column)[:30], fontsize=8)
+        ax.tick_params(labelsize=6)
+        if kinds.get(column) == "numeric":
+            r = pd.to_numeric(real[column], errors="coerce").dropna().to_numpy(dtype=float)
+            g = pd.to_numeric(synthetic[column], errors="coerce").dropna().to_numpy(dtype=float)
+            both = np.concatenate([r, g])
+            if len(both) == 0:
+                continue
+            bins = np.histogram_bin_edges(both, bins=20)
+            ax.hist(r, bins=bins, density=True, histtype="step", color=_COLOURS[0], label="real")
+            ax.hist(g, bins=bins, density=True, histtype="step", color=_COLOURS[1], label="synthetic")
+        else:
+            shares = pd.DataFrame({"real": real[column].astype(str).value_counts(normalize=True),
+                                   "synthetic": synthetic[column].astype(str).value_counts(normalize=True)}).fillna(0.0)
+            shares = shares.sort_values("real", ascending=False).head(8)
+            at = np.arange(len(shares))
+            ax.bar(at - 0.2, shares["real"], width=0.4, color=_COLOURS[0], label="real")
+            ax.bar(at + 0.2, shares["synthetic"], width=0.4, color=_COLOURS[1], label="synthetic")
+            ax.set_xticks(at)
+            ax.set_xticklabels([str(v)[:10] for v in shares.index], rotation=45, ha="right")
+        if k == 0:
+            ax.legend(fontsize=6)
+    figure.suptitle(f"{label}: real minority rows vs synthetic rows", fontsize=10)
+    figure.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    return _save(figure, folder / plot_name("synthetic", label))

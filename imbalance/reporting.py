@@ -197,6 +197,9 @@ class EpochLogger:
             "diversity": quality["diversity"],
             "exact_duplicates": quality["exact_duplicates"],
         }
+        scalars["quality_score"] = quality.get("score", {}).get("score")
+        for name, sub in quality.get("per_label", {}).items():
+            scalars[f"quality_score/{name}"] = sub.get("score", {}).get("score")
         for key, value in scalars.items():
             if isinstance(value, (int, float)):
                 self.writer.add_scalar(f"synthetic/{key}", value, 0)
@@ -343,34 +346,76 @@ def format_calibration(calibration: Mapping[str, Any]) -> str:
 _COMPARED = ("precision", "recall", "f1", "auroc", "auprc", "tp", "fp", "fn", "tn", "n_pos_pred")
 
 
-def compare_reports(baseline: Mapping[str, Any], augmented: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-label network metrics of two runs on the same held-out split, and their differences."""
-    if baseline["split"] != augmented["split"]:
-        raise ValueError("the two runs were scored on different splits")
-    base, aug = baseline["models"]["network"], augmented["models"]["network"]
+def _quality_of(report: Mapping[str, Any], label: Optional[str]) -> Optional[dict[str, Any]]:
+    """A run's synthetic-row quality score (for one label of a multi-label run), if it has one."""
+    quality = (report.get("augmentation") or {}).get("quality") or {}
+    if label is not None and label in quality.get("per_label", {}):
+        quality = quality["per_label"][label]
+    elif label is not None and quality.get("label") not in (None, label):
+        return None
+    score = quality.get("score")
+    return None if not score or _is_missing(score.get("score")) else {"score": score["score"], "grade": score["grade"]}
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def compare_reports(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-label network metrics of a baseline run and augmented runs on the same held-out split:
+    each run's values and its difference to the baseline, the synthetic rows' quality score and
+    the seconds each run took. ``reports``: run name -> metrics.json, the baseline first."""
+    names = list(reports)
+    baseline, others = names[0], names[1:]
+    if len({r["split"] for r in reports.values()}) != 1:
+        raise ValueError("the runs were scored on different splits")
+    nets = {name: r["models"]["network"] for name, r in reports.items()}
     labels = {}
-    for name in base["labels"]:
-        b, a = base["labels"][name], aug["labels"][name]
-        labels[name] = {key: {"baseline": b[key], "augmented": a[key], "difference": a[key] - b[key]} for key in _COMPARED}
-    macro = {key: {"baseline": base["macro"][key], "augmented": aug["macro"][key], "difference": aug["macro"][key] - base["macro"][key]}
+    for label in nets[baseline]["labels"]:
+        labels[label] = {key: {**{name: nets[name]["labels"][label][key] for name in names},
+                               "difference": {name: nets[name]["labels"][label][key] - nets[baseline]["labels"][label][key]
+                                              for name in others}}
+                         for key in _COMPARED}
+    macro = {key: {**{name: nets[name]["macro"][key] for name in names},
+                   "difference": {name: nets[name]["macro"][key] - nets[baseline]["macro"][key] for name in others}}
              for key in ("precision", "recall", "f1", "auroc", "auprc")}
-    return {"split": baseline["split"], "labels": labels, "macro": macro, "augmentation": augmented.get("augmentation") or {}}
+    quality = {name: {label: _quality_of(reports[name], label) for label in labels} for name in others}
+    return {"split": reports[baseline]["split"], "baseline": baseline, "runs": names, "labels": labels, "macro": macro,
+            "quality": quality, "seconds": {name: r.get("run", {}).get("seconds") for name, r in reports.items()},
+            "augmentation": {name: reports[name].get("augmentation") or {} for name in others}}
 
 
 def format_comparison_markdown(comparison: Mapping[str, Any]) -> str:
-    provenance = comparison["augmentation"].get("provenance") or {}
-    steps = ", ".join(str(step.get("method")) for step in provenance.get("steps", [])) or "augmentation"
-    lines = [f"# Baseline vs augmented ({steps}), {comparison['split']} split (real rows only)", "",
-             "| label | metric | baseline | augmented | difference |", "|---|---|---|---|---|"]
+    baseline, runs = comparison["baseline"], comparison["runs"]
 
-    def cell(value: Any) -> str:
-        return str(value) if isinstance(value, int) else _fmt(value)
+    def methods(name: str) -> str:
+        steps = (comparison["augmentation"].get(name, {}).get("provenance") or {}).get("steps", [])
+        described = ", ".join(str(step.get("method")) for step in steps)
+        return f"{name} ({described})" if described and described != name else name
 
-    for name, metrics in comparison["labels"].items():
-        for key, v in metrics.items():
-            diff = v["difference"]
-            lines.append(f"| {name} | {key} | {cell(v['baseline'])} | {cell(v['augmented'])} | {'+' if diff > 0 else ''}{cell(diff)} |")
+    lines = [f"# Baseline vs {', '.join(methods(n) for n in runs[1:])}: {comparison['split']} split (real rows only)", "",
+             "Same split, seed and settings; each augmented run's difference to the baseline in brackets. Quality: the "
+             "synthetic rows' score (synthetic_quality.md in the run's folder).", "",
+             "| label | run | precision | recall | F1 | AUROC | AUPRC | quality | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = ("precision", "recall", "f1", "auroc", "auprc")
+
+    def row(label: str, values: Mapping[str, Any], name: str, quality: Optional[dict]) -> str:
+        cells = []
+        for key in keys:
+            v = values[key]
+            text = _fmt(v[name])
+            if name != baseline:
+                diff = v["difference"][name]
+                text += f" ({'+' if diff > 0 else ''}{_fmt(diff)})"
+            cells.append(text)
+        score = "" if not quality else f"{quality['score']:.0f} ({quality['grade']})"
+        seconds = comparison["seconds"].get(name)
+        return f"| {label} | {name} | " + " | ".join(cells) + f" | {score} | {'' if seconds is None else f'{seconds:.1f}'} |"
+
+    for label, values in comparison["labels"].items():
+        for name in runs:
+            lines.append(row(label, values, name, comparison["quality"].get(name, {}).get(label)))
     if len(comparison["labels"]) > 1:
-        for key, v in comparison["macro"].items():
-            lines.append(f"| **macro** | {key} | {_fmt(v['baseline'])} | {_fmt(v['augmented'])} | {'+' if v['difference'] > 0 else ''}{_fmt(v['difference'])} |")
+        for name in runs:
+            lines.append(row("**macro**", comparison["macro"], name, None))
     return "\n".join(lines) + "\n"

@@ -20,19 +20,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pandas as pd
 import torch
 
 from .analyze import format_analysis
 from .auto import format_search_markdown, search
-from .config import AUTO_PRESET, TrainConfig, parse_config
+from .config import AUTO_PRESET, TrainConfig, compare_methods, parse_config
 from .distributed import DistContext, init_distributed
 from .errors import UserError
 from .files import write_csv, write_json, write_text
 from .pipeline import RunCheckpoints, fit_members, input_spec, prepare_data, resolve_device, score_and_save
 from .reporting import (CollapseGuard, EpochLogger, Levers, compare_reports, format_calibration, format_comparison_markdown,
                         format_intervals, format_label_table)
+from .plots import write_synthetic_plot
+from .resampling import RESAMPLERS
 from .run_folder import RunFolder
-from .synthetic_quality import gate_failures, report_markdown
+from .synthetic_quality import gate_failures, report_markdown, score_text
 
 log = logging.getLogger("train_classifier")  # the CLI's voice, whichever way it is called
 
@@ -82,7 +85,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     command = None if argv is None else ["train_classifier.py", *map(str, argv)]
     if cfg.preset == AUTO_PRESET:
         return search_and_train(cfg, command)
-    return compare_augmentation(cfg, command) if cfg.compare else train(cfg, command)
+    return compare_augmentation(cfg, command) if cfg.compare is not None else train(cfg, command)
 
 
 def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:
@@ -90,14 +93,14 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
     then make the best trial's model an ordinary run (tuned thresholds, test scores, best.pt)."""
     if cfg.resume is not None:
         raise UserError("--resume continues one training run; a --preset auto search cannot be resumed: start it again with --overwrite")
-    if cfg.compare or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if cfg.compare is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("--preset auto runs one process without --compare; drop --compare, or run it without torchrun")
     started = time.perf_counter()
     torch.set_num_threads(cfg.num_threads or 1)
     device = resolve_device(cfg.device)
     show_progress = not cfg.quiet and sys.stderr.isatty()
     with run_folder_for(cfg, command) as folder:
-        data = prepare_data(cfg, dist=DistContext(), progress=show_progress, keep_train_features=True)
+        data = prepare_data(cfg, dist=DistContext(), progress=show_progress, keep_search_rows=True)
         log.info("%s", format_analysis(data.analysis))
         folder.begin()
         write_json(folder.file("analysis.json"), data.analysis.to_dict())
@@ -123,26 +126,31 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
 
 
 def compare_augmentation(cfg: TrainConfig, command: Optional[Sequence[str]] = None) -> dict:
-    """The same configuration without and with augmentation, on the same split and seed: two
-    runs in folders of their own inside this run's folder."""
+    """The same configuration without augmentation and with each compared method (or with the
+    flags' own augmentation), on the same split and seed: runs in folders of their own inside
+    this run's folder, and one table (comparison.md / .json)."""
     if cfg.resume is not None:
         raise UserError("--resume continues one training run; a --compare run cannot be resumed, start it again with --overwrite")
     with run_folder_for(cfg, command) as folder:
         if folder is not None:
             folder.begin()
         inner = (lambda name: str(folder.file(name))) if folder is not None else (lambda name: str(Path(cfg.output_dir) / name))
-        runs = {
-            "baseline": replace(cfg, compare=False, overwrite=False, resample="none", generator="none", generated_csv=None,
-                                output_dir=inner("baseline")),
-            "augmented": replace(cfg, compare=False, overwrite=False, output_dir=inner("augmented")),
-        }
+        plain = replace(cfg, compare=None, overwrite=False, resample="none", generator="none", generated_csv=None)
+        runs = {"baseline": replace(plain, output_dir=inner("baseline"))}
+        for method in compare_methods(cfg):
+            if method == "augmented":
+                runs[method] = replace(cfg, compare=None, overwrite=False, output_dir=inner(method))
+            elif method in RESAMPLERS.names():
+                runs[method] = replace(plain, resample=method, output_dir=inner(method))
+            else:
+                runs[method] = replace(plain, generator=method, output_dir=inner(method))
         reports = {}
         for name, run_cfg in runs.items():
             print(f"\n=== {name}: {run_cfg.output_dir}")
             reports[name] = train(run_cfg, command)
         if folder is None:  # another torchrun rank: rank 0 compares
             return {}
-        comparison = compare_reports(reports["baseline"], reports["augmented"])
+        comparison = compare_reports(reports)
         write_json(folder.file("comparison.json"), comparison)
         write_text(folder.file("comparison.md"), format_comparison_markdown(comparison))
     print("\n" + format_comparison_markdown(comparison))
@@ -235,18 +243,72 @@ def check_synthetic_rows(cfg: TrainConfig, data, folder: Optional[RunFolder], ep
         return
     failures = [] if augmented.quality is None else gate_failures(
         augmented.quality, max_discriminative_auroc=cfg.gate_max_auroc, max_near_copy_share=cfg.gate_max_near_copies)
+    made = synthetic_rows(data)
+    if len(made):
+        log.info("%d synthetic rows mixed in; the first %d:\n%s", len(made), min(PREVIEW_ROWS, len(made)),
+                 made.head(PREVIEW_ROWS).to_string(index=False, max_colwidth=16))
+    for label, quality in _label_reports(augmented.quality):
+        score = quality["score"]
+        log.info("synthetic rows%s: quality %s; %s", f" of {label}" if label else "", score_text(quality),
+                 "; ".join(score["recommendations"]))
     if folder is not None:
         write_json(folder.file("augmentation.json"), augmented.provenance)
+        if len(made):
+            write_csv(folder.file("generated_rows.csv"), made, index=False)
         if augmented.quality is not None:
             write_json(folder.file("synthetic_quality.json"), augmented.quality)
             write_text(folder.file("synthetic_quality.md"), report_markdown(augmented.quality))
             epoch_log.log_synthetic_quality(augmented.quality, report_markdown(augmented.quality))
+            if cfg.plots:
+                write_synthetic_plots(data, made, folder.file("plots"))
         for reason in failures:
             log.warning("synthetic data quality: %s", reason)
     if failures and cfg.quality_gate:
         epoch_log.close()
         report = Path(cfg.output_dir) / "synthetic_quality.md"
         raise UserError(f"--quality_gate refused to train: {failures[0]} (report: {report})")
+
+
+PREVIEW_ROWS = 10
+
+
+def synthetic_rows(data) -> pd.DataFrame:
+    """The synthetic rows as mixed into training, in the original columns, with their labels and
+    the method that made each (empty when none were mixed in)."""
+    augmented = data.augmented
+    made = augmented.synthetic
+    if not made.any():
+        return pd.DataFrame()
+    frame = data.preprocessor.decode(augmented.rows.compact()[made]).reset_index(drop=True)
+    for j, name in enumerate(data.label_names):
+        frame[name] = augmented.y[made, j].astype(int)
+    frame["method"] = augmented.methods[made] if augmented.methods is not None else ""
+    return frame
+
+
+def _label_reports(quality: Optional[dict]) -> list[tuple[str, dict]]:
+    if quality is None:
+        return []
+    if "per_label" in quality:
+        return list(quality["per_label"].items())
+    return [(quality.get("label", ""), quality)]
+
+
+def write_synthetic_plots(data, made: pd.DataFrame, folder: Path) -> list[Path]:
+    """Per label with a quality report: its real training positives against its synthetic rows,
+    feature by feature, the least faithful (SDMetrics column shapes) first."""
+    augmented, pre = data.augmented, data.preprocessor
+    real = pre.decode(augmented.rows.compact()[~augmented.synthetic])
+    real_y = augmented.y[~augmented.synthetic]
+    written = []
+    for label, quality in _label_reports(augmented.quality):
+        j = data.label_names.index(label) if label in data.label_names else None
+        shapes = quality.get("sdmetrics", {}).get("per_column", {})
+        order = sorted(pre.input_columns, key=lambda c: shapes.get(c, 1.0))
+        rows = real if j is None else real[real_y[:, j] == 1]
+        synthetic = made if j is None else made[made[label] == 1]
+        written.append(write_synthetic_plot(rows, synthetic, dict(pre.kinds), label or "all labels", folder, order=order))
+    return written
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -13,6 +13,22 @@ integer codes):
 
 Distances use the one-hot/standardised space, i.e. the features the model sees. The pairwise and
 model-based parts run on seeded subsamples of at most ``max_rows`` rows per side.
+
+On the rows in their original columns, SDMetrics' quality report adds **column shapes** (per
+column: 1 - KS statistic for numbers, 1 - total variation distance for levels) and **column pair
+trends** (per pair of columns: how well correlations and contingency tables survive).
+
+**The overall score** (0-100, with a grade: A from 90, B from 80, C from 70, D from 60, else F) is
+the weighted mean of five parts, each from 0 (bad) to 1 (as good as real rows):
+
+    column shapes       0.25   SDMetrics
+    column pair trends  0.25   SDMetrics
+    indistinguishable   0.25   1 - 2 x (discriminative AUROC - 0.5), 0 at AUROC 1
+    novelty             0.15   1 at <= 5% near-copies (what real rows show among themselves), 0 at >= 50%
+    coverage            0.10   coverage / 0.97 (0.97: a perfect generator's), at most 1
+
+A part that could not be measured (too few rows) is left out and the weights of the others
+rescaled. Recommendations name what pulled the score down and the setting to change.
 """
 
 from __future__ import annotations
@@ -25,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "quality_summary", "quality_report", "duplicate_mask", "gate_failures", "report_markdown"]
+    "quality_summary", "quality_report", "duplicate_mask", "gate_failures", "report_markdown", "overall_score", "score_text",
+    "GRADES"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +56,12 @@ NEAR_COPY_PERCENTILE = 5.0
 BANDWIDTH_ROWS = 1000  # the median heuristic is stable on a pooled sample of this size
 BLOCK_ROWS = 1024
 MISSING_LEVEL = "<missing>"
+SCORE_WEIGHTS = {"column_shapes": 0.25, "column_pair_trends": 0.25, "indistinguishable": 0.25, "novelty": 0.15, "coverage": 0.10}
+GRADES = ((90.0, "A"), (80.0, "B"), (70.0, "C"), (60.0, "D"), (-math.inf, "F"))
+PERFECT_COVERAGE = 0.97  # what a perfect generator scores with COVERAGE_K = 5
+MAX_PAIR_COLUMNS = 40  # column pair trends grow with the square of the columns: a seeded subset beyond this
+SMOTE_LIKE = ("smote", "smotenc", "smoten", "borderline_smote", "svm_smote", "kmeans_smote", "adasyn", "smote_enn",
+              "smote_tomek", "mlsmote")
 
 
 # -- exact duplicates ---------------------------------------------------------------------------
@@ -71,13 +94,18 @@ def quality_report(
     synthetic_frame: Optional[pd.DataFrame] = None,
     seed: int = 0,
     max_rows: int = 5000,
+    frame_kinds: Optional[dict[str, str]] = None,
+    method: str = "",
+    k_neighbors: Optional[int] = None,
 ) -> dict:
     """Compare synthetic minority rows with real ones; returns a plain JSON-ready dict.
 
     ``real``/``synthetic`` are compact matrices (one column per feature, ``kinds[j]`` "numeric" or
     "categorical"). The frames, when given, are the same rows decoded to original units and level
     names and are used only for the per-feature tables, so those read in the user's terms.
-    Values that cannot be measured with so few rows are NaN.
+    Values that cannot be measured with so few rows are NaN. With ``frame_kinds`` (each frame
+    column's kind: numeric, binary or categorical) SDMetrics' column shapes and pair trends are
+    measured on the frames; ``method`` (and ``k_neighbors``) make the recommendations specific.
     """
     real, synthetic = _matrix(real, "real"), _matrix(synthetic, "synthetic")
     kinds, names = [str(k) for k in kinds], [str(n) for n in names]
@@ -117,7 +145,114 @@ def quality_report(
     radius = real_knn[:, k - 1] if real_knn is not None and k >= 1 and n_bal == len(real_x) else None
     report["coverage"], report["coverage_k"] = _coverage(real_x[:n_bal], synth_x[:n_bal], k, radius)
     report["diversity"] = pair["diversity"]
+    if real_frame is not None and synthetic_frame is not None and frame_kinds is not None:
+        report["sdmetrics"] = _sdmetrics(real_frame, synthetic_frame, frame_kinds, rng, max_rows)
+    report["score"] = overall_score(report, method=method, k_neighbors=k_neighbors)
     return report
+
+
+def _sdmetrics(real: pd.DataFrame, synthetic: pd.DataFrame, kinds: dict[str, str], rng: np.random.Generator,
+               max_rows: int) -> dict:
+    """SDMetrics' quality report on the rows in their original columns (seeded subsamples)."""
+    import warnings
+
+    from sdmetrics.reports import QualityReport
+
+    columns = [c for c in real.columns if c in kinds and c in synthetic.columns]
+    pair_columns = columns if len(columns) <= MAX_PAIR_COLUMNS else sorted(rng.choice(columns, MAX_PAIR_COLUMNS, replace=False).tolist(),
+                                                                           key=columns.index)
+
+    def prepared(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.iloc[rng.permutation(len(frame))[:max_rows]][columns].reset_index(drop=True)
+        return pd.DataFrame({c: (pd.to_numeric(frame[c], errors="coerce").astype("float64") if kinds[c] == "numeric"
+                                 else frame[c].astype(object).where(frame[c].notna(), None).map(lambda v: v if v is None else str(v)))
+                             for c in columns})
+
+    real_rows, synthetic_rows = prepared(real), prepared(synthetic)
+    metadata = {"tables": {"rows": {"columns": {c: {"sdtype": "numerical" if kinds[c] == "numeric" else "categorical"}
+                                                for c in columns}}}}
+
+    def run(cols: list[str]) -> Any:
+        sub = {"tables": {"rows": {"columns": {c: metadata["tables"]["rows"]["columns"][c] for c in cols}}}}
+        report = QualityReport()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report.generate({"rows": real_rows[cols]}, {"rows": synthetic_rows[cols]}, sub, verbose=False)
+        return report
+
+    full = run(columns)
+    shapes = full.get_details("Column Shapes")
+    properties = dict(zip(full.get_properties()["Property"], full.get_properties()["Score"]))
+    pairs_score = properties.get("Column Pair Trends", math.nan)
+    if pair_columns != columns:
+        pairs_score = dict(zip(*run(pair_columns).get_properties()[["Property", "Score"]].to_numpy().T)).get("Column Pair Trends", math.nan)
+    return {
+        "column_shapes": _float(properties.get("Column Shapes", math.nan)),
+        "column_pair_trends": _float(pairs_score),
+        "pair_columns": len(pair_columns),
+        "per_column": {str(c): _float(v) for c, v in zip(shapes["Column"], shapes["Score"])},
+    }
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def overall_score(report: dict, *, method: str = "", k_neighbors: Optional[int] = None) -> dict:
+    """The 0-100 score, its grade, its parts and plain recommendations (see the module docstring)."""
+    sdm = report.get("sdmetrics", {})
+    auroc = report.get("discriminative_auroc", math.nan)
+    near = report.get("privacy", {}).get("near_copy_share", math.nan)
+    coverage = report.get("coverage", math.nan)
+    parts = {
+        "column_shapes": sdm.get("column_shapes", math.nan),
+        "column_pair_trends": sdm.get("column_pair_trends", math.nan),
+        "indistinguishable": float(np.clip(1.0 - 2.0 * (auroc - 0.5), 0.0, 1.0)) if not _is_nan(auroc) else math.nan,
+        "novelty": float(np.clip(1.0 - (near - 0.05) / 0.45, 0.0, 1.0)) if not _is_nan(near) else math.nan,
+        "coverage": float(min(1.0, coverage / PERFECT_COVERAGE)) if not _is_nan(coverage) else math.nan,
+    }
+    measured = {k: v for k, v in parts.items() if not _is_nan(v)}
+    weight = sum(SCORE_WEIGHTS[k] for k in measured)
+    score = 100.0 * sum(SCORE_WEIGHTS[k] * v for k, v in measured.items()) / weight if weight else math.nan
+    grade = "n/a" if _is_nan(score) else next(letter for floor, letter in GRADES if score >= floor)
+    return {"score": score, "grade": grade, "parts": parts,
+            "recommendations": _recommendations(report, parts, method=method, k_neighbors=k_neighbors)}
+
+
+def _recommendations(report: dict, parts: dict, *, method: str, k_neighbors: Optional[int]) -> list[str]:
+    methods = set(method.replace(" ", "").split("+")) if method else set()
+    smote_like = bool(methods & set(SMOTE_LIKE))
+    independent = bool(methods & {"marginal", "uniform"})
+    advice = []
+    near = report.get("privacy", {}).get("near_copy_share", math.nan)
+    if not _is_nan(near) and near > 0.10:
+        fix = (f"lower --resample_k_neighbors (now {k_neighbors}) or use --generator gaussian_copula" if smote_like and k_neighbors
+               else "mix in fewer rows (--augment_strategy conservative) or use --generator gaussian_copula")
+        advice.append(f"{near:.0%} near-copies of real rows: {fix}")
+    auroc = report.get("discriminative_auroc", math.nan)
+    if not _is_nan(auroc) and auroc > 0.75:
+        advice.append(f"a classifier tells synthetic from real rows (AUROC {auroc:.2f}): the columns below differ most; "
+                      + ("a generator that learns the joint distribution (gaussian_copula, ctgan) makes closer rows" if independent
+                         else "fewer rows, or another generator"))
+    per_column = report.get("sdmetrics", {}).get("per_column", {})
+    worst = sorted(((v, c) for c, v in per_column.items() if not _is_nan(v) and v < 0.8))[:3]
+    if worst:
+        named = ", ".join(f"{c} ({v:.2f})" for v, c in worst)
+        advice.append(f"least like the real rows: {named}"
+                      + ("; the uniform generator spreads numbers evenly over their range: use --generator gaussian_copula"
+                         if "uniform" in methods else ""))
+    pairs = parts.get("column_pair_trends", math.nan)
+    if not _is_nan(pairs) and pairs < 0.75:
+        advice.append(f"correlations between columns are weakened (pair trends {pairs:.2f})"
+                      + (": marginal and uniform generators drop them; use gaussian_copula, ctgan or tvae" if independent else ""))
+    coverage = parts.get("coverage", math.nan)
+    if not _is_nan(coverage) and coverage < 0.5:
+        advice.append(f"synthetic rows reach only {report['coverage']:.0%} of the real minority rows: more rows or a generator "
+                      "that spreads wider (tvae, gaussian_copula)")
+    return advice or ["no change needed"]
 
 
 def _matrix(x: Any, what: str) -> np.ndarray:
@@ -399,7 +534,8 @@ def _coverage(real: np.ndarray, synth: np.ndarray, k: int, radius: Optional[np.n
 
 
 # -- the quality gate and the Markdown page -----------------------------------------------------
-_SUMMARY_KEYS = ("label", "n_real", "n_synthetic", "exact_duplicates", "mmd", "discriminative_auroc", "privacy", "coverage", "diversity")
+_SUMMARY_KEYS = ("label", "n_real", "n_synthetic", "exact_duplicates", "mmd", "discriminative_auroc", "privacy", "coverage", "diversity",
+                 "score")
 
 
 def quality_summary(report: dict) -> dict:
@@ -474,6 +610,12 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|")
 
 
+def score_text(report: dict) -> str:
+    """"84/100 (B)", or "n/a" for a report without a score."""
+    score = report.get("score", {})
+    return "n/a" if _is_nan(score.get("score", math.nan)) else f"{score['score']:.0f}/100 ({score['grade']})"
+
+
 def report_markdown(report: dict, *, title: str = "Synthetic data quality") -> str:
     """The report as a readable page: headline numbers first, then the per-feature tables."""
     privacy = report["privacy"]
@@ -481,13 +623,23 @@ def report_markdown(report: dict, *, title: str = "Synthetic data quality") -> s
     lines = [f"# {title}", ""]
     if "per_label" in report:
         lines += ["Each label's synthetic positives against its real positives:", "",
-                  "| label | real | synthetic | discriminative AUROC | near-copy share | MMD² |", "|---|---:|---:|---:|---:|---:|"]
+                  "| label | real | synthetic | score | discriminative AUROC | near-copy share | MMD² |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, sub in report["per_label"].items():
-            lines.append(f"| {_cell(name)} | {sub['n_real']} | {sub['n_synthetic']} | {_fmt(sub['discriminative_auroc'])} | "
+            lines.append(f"| {_cell(name)} | {sub['n_real']} | {sub['n_synthetic']} | {score_text(sub)} | {_fmt(sub['discriminative_auroc'])} | "
                          f"{_fmt(sub['privacy']['near_copy_share'])} | {_fmt(sub['mmd']['mmd2'], 4)} |")
         lines += ["", f"Details below for `{report.get('label')}`, the label with the most synthetic rows.", ""]
     elif report.get("label"):
         lines += [f"Synthetic positives of `{report['label']}` against its real positives.", ""]
+    if "score" in report:
+        score = report["score"]
+        lines += [f"**Quality score: {score_text(report)}**", "", "| part | value (0-1) | weight |", "|---|---:|---:|"]
+        lines += [f"| {name.replace('_', ' ')} | {_fmt(value)} | {SCORE_WEIGHTS[name]:.2f} |" for name, value in score["parts"].items()]
+        lines.append("")
+        shapes = report.get("sdmetrics", {}).get("per_column", {})
+        if shapes:
+            lines += ["Column shapes (SDMetrics, 1 = same distribution): "
+                      + ", ".join(f"{_cell(c)} {_fmt(v, 2)}" for c, v in sorted(shapes.items(), key=lambda kv: kv[1])), ""]
+        lines += ["Recommendations:", "", *[f"- {text}" for text in score["recommendations"]], ""]
     lines += [
         f"- rows: {report['n_real']} real minority, {report['n_synthetic']} synthetic"
         + (f" (pairwise measures on {report['rows_compared']['real']} / {report['rows_compared']['synthetic']})"

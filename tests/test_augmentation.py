@@ -46,8 +46,8 @@ def test_generated_counts_follow_the_strategies():
     y = np.zeros((1000, 2), dtype=np.uint8)
     y[:50, 0] = 1
     y[:10, 1] = 1
-    assert generated_counts(y, strategy="conservative", ratio=None).tolist() == [100, 20]
-    assert generated_counts(y, strategy="moderate", ratio=None).tolist() == [200, 40]
+    assert generated_counts(y, strategy="conservative", ratio=None).tolist() == [50, 10]  # doubles the positives
+    assert generated_counts(y, strategy="moderate", ratio=None).tolist() == [150, 30]  # quadruples them
     assert generated_counts(y, strategy="full", ratio=None).tolist() == [950 - 50, 990 - 10]
     assert generated_counts(y, strategy="full", ratio=1.5).tolist() == [75, 15]
     assert AUGMENT_STRATEGIES.names() == ["conservative", "moderate", "full"]
@@ -114,7 +114,7 @@ def test_builtin_generator_mixes_in_the_conservative_count(tmp_path, binary_csv)
     report = json.loads((out / "metrics.json").read_text())
     n_pos_train = prov["final"]["per_label"]["diabetes"]["real_positive"]
     asked = prov["steps"][0]["asked_per_label"]["diabetes"]
-    assert asked == 2 * n_pos_train
+    assert asked == n_pos_train  # conservative doubles the positives: adds n_pos
     assert prov["final"]["rows"]["synthetic"] == asked - prov["duplicates_removed"]
     quality = report["augmentation"]["quality"]
     assert quality["n_synthetic"] == asked and 0.0 <= quality["discriminative_auroc"] <= 1.0
@@ -169,12 +169,39 @@ def test_compare_trains_both_on_the_same_split(tmp_path, binary_csv):
     base = json.loads((out / "baseline" / "metrics.json").read_text())
     aug = json.loads((out / "augmented" / "metrics.json").read_text())
     assert base["augmentation"] is None and aug["augmentation"]["provenance"]["steps"][0]["method"] == "random_over"
+    assert comparison["runs"] == ["baseline", "augmented"]
     for key in ("f1", "auroc", "tp"):
         c = comparison["labels"]["diabetes"][key]
         assert c["baseline"] == base["models"]["network"]["labels"]["diabetes"][key]
         assert c["augmented"] == aug["models"]["network"]["labels"]["diabetes"][key]
-        assert c["difference"] == pytest.approx(c["augmented"] - c["baseline"])
-    assert "| diabetes | f1 |" in (out / "comparison.md").read_text()
+        assert c["difference"]["augmented"] == pytest.approx(c["augmented"] - c["baseline"])
+    table = (out / "comparison.md").read_text()
+    assert "| diabetes | baseline |" in table and "| diabetes | augmented |" in table
+
+
+def test_compare_several_methods_writes_one_table(tmp_path, binary_csv):
+    out = tmp_path / "cmp"
+    assert _binary(binary_csv, out, "--compare", "smotenc,uniform", "--resample_ratio", "0.3") == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["runs"] == ["baseline", "smotenc", "uniform"]
+    reports = {name: json.loads((out / name / "metrics.json").read_text()) for name in comparison["runs"]}
+    assert reports["baseline"]["augmentation"] is None
+    assert reports["smotenc"]["augmentation"]["provenance"]["steps"][0]["method"] == "smotenc"
+    assert reports["uniform"]["augmentation"]["provenance"]["steps"][0]["method"] == "generator uniform"
+    assert {r["split"] for r in reports.values()} == {"test"}
+    for name in ("smotenc", "uniform"):
+        auprc = comparison["labels"]["diabetes"]["auprc"]
+        assert auprc[name] == reports[name]["models"]["network"]["labels"]["diabetes"]["auprc"]
+        assert auprc["difference"][name] == pytest.approx(auprc[name] - auprc["baseline"])
+        score = reports[name]["augmentation"]["quality"]["score"]
+        assert comparison["quality"][name]["diabetes"] == {"score": score["score"], "grade": score["grade"]}
+        assert comparison["seconds"][name] == reports[name]["run"]["seconds"]
+    table = (out / "comparison.md").read_text()
+    uniform_row = next(line for line in table.splitlines() if line.startswith("| diabetes | uniform |"))
+    assert f"({comparison['quality']['uniform']['diabetes']['grade']})" in uniform_row
+    # the same split: the test rows' outcomes are the same in every run
+    predictions = [pd.read_csv(out / name / "test_predictions.csv") for name in comparison["runs"]]
+    assert all(p["row"].tolist() == predictions[0]["row"].tolist() for p in predictions)
 
 
 def test_compare_without_augmentation_is_refused(capsys):

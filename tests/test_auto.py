@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -36,19 +37,19 @@ def _search_table(out: Path) -> pd.DataFrame:
 
 def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohort_csv):
     out = tmp_path / "run"
-    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300) == 0
+    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300, "--resplits", 0) == 0
     table = pd.read_csv(out / "search.csv")
-    assert len(table) == 3 and set(table["state"]) <= {"complete", "pruned", "budget", "failed"}
+    assert len(table) == 3 and "resplit_auprc" not in table and set(table["state"]) <= {"complete", "pruned", "budget", "failed"}
     assert set(table["model"]) <= set(auto.MODEL_CHOICES)
     # the first trials are the balanced preset's recipe with the starting models
     first = table.sort_values("trial")
-    assert first["model"].tolist() == [p["model"] for p in auto.STARTING_POINTS]
+    assert first["model"].tolist() == [p["model"] for p in auto.STARTING_POINTS][:3]
     assert (first["loss"] == "weighted_bce").all() and (first["sampling"] == "none").all() and (first["lr"] == 1e-3).all()
     config = json.loads((out / "config.json").read_text())
     best = table.sort_values(["val_auprc", "val_f1_tuned"], ascending=False).iloc[0]
     chosen = auto.MODEL_CHOICES[best["model"]]
     assert config["preset"] == "auto" and config["model"] == chosen.model
-    assert config["lr"] == pytest.approx(best["lr"]) and config["early_stop_metric"] == "macro_auprc"
+    assert config["lr"] == pytest.approx(best["lr"]) and config["early_stop_metric"] == chosen.stop_on
     assert f"Best trial ({int(best['trial'])})" in (out / "search.md").read_text()
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert ckpt["complete"] and ckpt["model_name"] == config["model"] and ckpt["threshold_source"].startswith("tuned")
@@ -67,7 +68,7 @@ def test_auto_writes_an_ordinary_run_of_the_chosen_configuration(tmp_path, cohor
 
 def test_ensemble_top_averages_the_best_trials_models_in_one_checkpoint(tmp_path, cohort_csv):
     out = tmp_path / "run"
-    assert _auto(cohort_csv, out, "--max_trials", 4, "--time_budget", 300, "--ensemble_top", 2) == 0
+    assert _auto(cohort_csv, out, "--max_trials", 4, "--time_budget", 300, "--ensemble_top", 2, "--resplits", 0) == 0
     table = pd.read_csv(out / "search.csv").sort_values(["val_auprc", "val_f1_tuned", "trial"], ascending=[False, False, True])
     top = table.head(2)
     ckpt = torch.load(out / "best.pt", weights_only=True)
@@ -101,7 +102,7 @@ def test_a_trial_can_add_generated_or_resampled_minority_rows(cohort_csv, more_r
     from imbalance.pipeline import prepare_data
 
     base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
-    data = prepare_data(base, dist=DistContext(), keep_train_features=True)
+    data = prepare_data(base, dist=DistContext(), keep_search_rows=True)
     trial = optuna.trial.FixedTrial({"model": "mlp", "sampling": "none", "loss": "bce", "more_rows": more_rows, "lr": 1e-3,
                                      "weight_decay": 1e-5, "dropout": 0.1, **extra})
     cfg, params = auto.suggest(trial, base, data)
@@ -133,7 +134,7 @@ def test_model_choices_without_hidden_layers_are_linear_and_additive_models(coho
     from models import create_model
 
     base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
-    data = prepare_data(base, dist=DistContext(), keep_train_features=True)
+    data = prepare_data(base, dist=DistContext(), keep_search_rows=True)
     params = {"model": name, "sampling": "none", "loss": "bce", "more_rows": "none", "lr": 1e-3, "weight_decay": 1e-5}
     if hidden is None:
         params["dropout"] = 0.2
@@ -146,6 +147,48 @@ def test_model_choices_without_hidden_layers_are_linear_and_additive_models(coho
         assert cfg.model_settings.hidden_sizes == [] and linear_layers == [model.head]  # one linear map of the inputs
     else:
         assert cfg.model_settings.dropout == 0.2 and len(linear_layers) == 3
+
+
+def test_fresh_splits_reshuffle_training_and_validation_rows_only(cohort_csv):
+    from imbalance.distributed import DistContext
+    from imbalance.pipeline import prepare_data
+
+    base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
+    data = prepare_data(base, dist=DistContext(), keep_search_rows=True)
+    fresh = auto.resplit(data, seed=1001)
+    pool = np.concatenate([data.splits["train"], data.splits["val"]])
+    assert sorted(np.concatenate([fresh.splits["train"], fresh.splits["val"]])) == sorted(pool)
+    assert len(fresh.splits["val"]) == len(data.splits["val"]) and not np.array_equal(fresh.splits["val"], data.splits["val"])
+    assert fresh.splits["test"] is data.splits["test"] and fresh.rows["test"] is data.rows["test"]
+    # rows, labels and raw features follow the positions: compare with the table's own
+    for part in ("train", "val"):
+        np.testing.assert_array_equal(fresh.labels[part], data.table.labels[fresh.splits[part]])
+        assert list(fresh.val_features.index if part == "val" else fresh.train_features.index) == list(fresh.splits[part])
+    ages = data.preprocessor.numeric_names.index("age")
+    by_position = dict(zip(pool, np.concatenate([data.real_train.num[:, ages], data.rows["val"].num[:, ages]])))
+    np.testing.assert_array_equal(fresh.rows["val"].num[:, ages], [by_position[i] for i in fresh.splits["val"]])
+    # stratified: each label's validation positives stay as they were, within one
+    assert np.abs(fresh.labels["val"].sum(axis=0) - data.labels["val"].sum(axis=0)).max() <= 1
+
+
+def test_few_validation_positives_choose_by_the_mean_over_fresh_splits(tmp_path, cohort_csv):
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300) == 0  # the demo's labels: < 100 validation positives
+    table = pd.read_csv(out / "search.csv")
+    rescored = table.dropna(subset=["resplit_auprc"])
+    assert len(rescored) == 3  # the best trial of each model: here all three
+    assert (rescored["resplit_se"] > 0).all()
+    # the one-standard-error rule: the simplest model within one standard error of the best mean
+    best = rescored.sort_values(["resplit_auprc", "resplit_f1"], ascending=False).iloc[0]
+    close = rescored[rescored["resplit_auprc"] >= best["resplit_auprc"] - best["resplit_se"]]
+    simplicity = close["model"].map(lambda name: auto.MODEL_CHOICES[name].simplicity)
+    chosen = close.assign(simplicity=simplicity).sort_values(["simplicity", "resplit_auprc"], ascending=[True, False]).iloc[0]
+    assert json.loads((out / "config.json").read_text())["model"] == auto.MODEL_CHOICES[chosen["model"]].model
+    text = (out / "search.md").read_text()
+    assert f"Best trial ({int(chosen['trial'])})" in text and "4 fresh train/validation split(s)" in text
+    assert "fewer than 100" in text
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["complete"]
 
 
 def test_the_test_split_never_reaches_the_search(tmp_path, cohort_csv):

@@ -81,7 +81,7 @@ def test_binary_fit_predict_on_a_dataframe_with_text_and_missing_values(cohort, 
     np.testing.assert_array_equal(again.predict_proba(X.head(50)), prob)
     X.head(50).to_csv(tmp_path / "rows.csv", index=False)
     assert predict.main(["--checkpoint", str(path), "--csv_path", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "p.csv")]) == 0
-    np.testing.assert_array_equal(pd.read_csv(tmp_path / "p.csv")["label_prob"].to_numpy(), prob[:, 1])
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "p.csv", float_precision="round_trip")["label_prob"].to_numpy(), prob[:, 1])
 
 
 def test_multi_label_targets(cohort):

@@ -30,7 +30,8 @@ KINDS = {
     "l1": "binary",
     "l2": "binary",
 }
-ALL = GENERATORS.names()
+DEEP = ["ctgan", "tvae"]  # trained networks: their own, smaller tests below
+ALL = [name for name in GENERATORS.names() if name not in DEEP]
 
 
 def source(n: int, seed: int) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def fitted(name: str, frame: pd.DataFrame = TRAIN, seed: int = 0, kinds=KINDS):
 
 # -- common contract, every registered generator ------------------------------------------------
 def test_registry_has_the_documented_entries():
-    assert {"marginal", "gaussian_copula"} <= set(ALL)
+    assert GENERATORS.names() == ["marginal", "uniform", "gaussian_copula", "ctgan", "tvae"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -278,3 +279,55 @@ def test_infinite_numbers_count_as_missing(name):
     out = fitted(name, frame, kinds={"v": "numeric"}).sample(400)
     present = out["v"].dropna()
     assert present.between(1.0, 4.0).all() and 0.2 < out["v"].isna().mean() < 0.47  # 2 of 6 missing
+
+
+# -- uniform: the stroke guide's recipe ----------------------------------------------------------
+def test_uniform_spreads_numbers_evenly_between_the_minority_extremes():
+    train = TRAIN.iloc[:500]
+    out = fitted("uniform", train).sample(20_000)
+    x = out["x"].to_numpy()
+    low, high = train["x"].min(), train["x"].max()
+    assert x.min() >= low and x.max() <= high
+    counts, _ = np.histogram(x, bins=10, range=(low, high))
+    assert counts.min() > 0.9 * counts.mean()  # flat, unlike the real (normal) column
+    assert set(out["count"].unique()) == set(range(int(train["count"].min()), int(train["count"].max()) + 1))
+    shares = out["cat"].value_counts(normalize=True)
+    real = train["cat"].value_counts(normalize=True)
+    assert (shares - real).abs().max() < 0.02  # levels by their minority frequencies
+    assert abs(np.corrcoef(out["x"], out["y"].fillna(out["y"].mean()))[0, 1]) < 0.05  # columns independent
+
+
+# -- CTGAN and TVAE (small data, few epochs: the contract, not the quality) ---------------------
+SMALL = TRAIN.iloc[:200]
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_deep_generators_keep_the_columns_levels_ranges_and_seed(name):
+    out = build_generator(name, seed=3, epochs=3).fit(SMALL.copy(), KINDS).sample(300)
+    assert list(out.columns) == list(SMALL.columns) and len(out) == 300
+    for col in ["x", "y", "count"]:
+        assert out[col].dtype == np.float64
+        values = out[col].dropna()
+        assert values.min() >= SMALL[col].min() and values.max() <= SMALL[col].max()
+    assert (out["count"] == np.round(out["count"])).all()
+    for col in ["flag", "l1", "l2"]:
+        assert out[col].dtype == np.int64 and set(out[col].unique()) <= {0, 1}
+    assert set(out["cat"].dropna()) <= {"a", "b", "c"} and set(out["yn"]) <= {"yes", "no"}
+    assert out["x"].notna().all()  # no missing values where the minority rows had none
+    again = build_generator(name, seed=3, epochs=3).fit(SMALL.copy(), KINDS).sample(300)
+    pd.testing.assert_frame_equal(out, again)
+    other = build_generator(name, seed=4, epochs=3).fit(SMALL.copy(), KINDS).sample(300)
+    assert not out["x"].equals(other["x"])
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_deep_generators_learn_where_values_are_missing(name):
+    frame = pd.DataFrame({"v": np.r_[np.arange(1.0, 101.0), [np.nan] * 100], "w": np.r_[["a"] * 100, [None] * 100]})
+    out = build_generator(name, seed=0, epochs=60).fit(frame, {"v": "numeric", "w": "categorical"}).sample(1000)
+    assert 0.2 < out["v"].isna().mean() < 0.8 and 0.2 < out["w"].isna().mean() < 0.8
+    assert out["v"].dropna().between(1.0, 100.0).all()
+
+
+def test_generator_epochs_reach_the_deep_generators_only():
+    assert build_generator("ctgan", epochs=7).epochs == 7 and build_generator("tvae").epochs == 300
+    assert not hasattr(build_generator("uniform", epochs=7), "epochs")
