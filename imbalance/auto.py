@@ -36,14 +36,18 @@ checkpoint that holds each member's model; the thresholds are tuned on the avera
 the search and keeps the best trial(s) so far.
 
 Where the rarest label has fewer than 100 validation positives (or with ``--resplits N``), the
-trial that scored best on validation is often only the luckiest. The search then keeps 40% of
-its time to train the leading trials (the best trial of each model, three at most, and the best
-linear and additive trials) again on fresh stratified train/validation splits of the same
-non-test rows, one split at a time, and scores each by its mean validation AUPRC over the original split and every fresh split that all
-of them finished. It then chooses the simplest model whose mean is within one standard error of
-the best mean (the one-standard-error rule; the linear and additive models are simpler than any
-with hidden layers): a more complex model has to beat a simpler one by more than the splits'
-noise. The models that become the run are still the trials' own, trained on the training split.
+trial that scored best on validation is often only the luckiest, and a best epoch's validation
+AUPRC is the maximum over epochs, biased up most for the models that vary most. The search then
+keeps 40% of its time to train the leading trials (the best trial of each model, three at most,
+and the best linear and additive trials) again on fresh stratified train/validation splits of
+the same non-test rows, one split at a time, each for the trial's own number of epochs (its
+best epoch) without early stopping, so the fresh validation rows choose nothing and their AUPRC
+at the last epoch is an honest estimate. Each is scored by its mean over the fresh splits that
+all of them finished, and the simplest model whose mean is within one standard error of the
+best mean is chosen (the one-standard-error rule; the linear and additive models are simpler
+than any with hidden layers): a more complex model has to beat a simpler one by more than the
+splits' noise. The models that become the run are still the trials' own, trained on the
+training split.
 """
 
 from __future__ import annotations
@@ -152,17 +156,17 @@ class TrialRecord:
 
     @property
     def mean_auprc(self) -> float:
-        """Validation AUPRC over the original split and every fresh one it was scored on."""
-        return float(np.mean([self.val_auprc, *self.resplit_auprc]))
+        """Validation AUPRC over the fresh splits (the original split's, before any)."""
+        return float(np.mean(self.resplit_auprc)) if self.resplit_auprc else self.val_auprc
 
     @property
     def mean_f1(self) -> float:
-        return float(np.mean([self.val_f1_tuned, *self.resplit_f1]))
+        return float(np.mean(self.resplit_f1)) if self.resplit_f1 else self.val_f1_tuned
 
     @property
     def standard_error(self) -> float:
-        """Of :attr:`mean_auprc`, over the splits (NaN with one split)."""
-        scores = [self.val_auprc, *self.resplit_auprc]
+        """Of :attr:`mean_auprc`, over the fresh splits (NaN with fewer than two)."""
+        scores = self.resplit_auprc
         return float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
 
 
@@ -309,8 +313,9 @@ class _Fit:
     epochs: int
 
 
-def _fit_and_score(cfg: TrainConfig, data: PreparedData, *, device: Any, stop_check: Any) -> _Fit:
-    """Train ``cfg`` on ``data`` (with its extra minority rows); UserError where the rows cannot take the recipe."""
+def _fit_and_score(cfg: TrainConfig, data: PreparedData, *, device: Any, stop_check: Any, last_epoch: bool = False) -> _Fit:
+    """Train ``cfg`` on ``data`` (with its extra minority rows) and score its best epoch, or with
+    ``last_epoch`` its last; UserError where the rows cannot take the recipe."""
     fit_data = _with_rows(data, cfg)
     inputs = input_spec(cfg, fit_data)
     trained = fit_members(cfg, fit_data, inputs, device=device, dist=DistContext(), folder=None,
@@ -318,7 +323,7 @@ def _fit_and_score(cfg: TrainConfig, data: PreparedData, *, device: Any, stop_ch
                           guard=CollapseGuard(fit_data.label_names, levers=Levers.of(cfg)),
                           checkpoints=RunCheckpoints(cfg=cfg, data=fit_data, inputs=inputs), stop_check=stop_check)
     result = trained.results[0]
-    best = next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
+    best = result.history[-1] if last_epoch else next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
     return _Fit(fit_data, trained, inputs, float(best.val["macro"]["auprc"]), float(best.val_tuned["macro"]["f1"]),
                 result.best_epoch, len(result.history))
 
@@ -431,14 +436,14 @@ def _one_standard_error(candidates: list[Finalist]) -> tuple[list[Finalist], str
     noise of the splits), then the others by mean."""
     by_mean = sorted(candidates, key=lambda f: f.resplit_key, reverse=True)
     best = by_mean[0]
-    scores = [best.record.val_auprc, *best.record.resplit_auprc]
+    scores = best.record.resplit_auprc
     standard_error = best.record.standard_error
     if math.isnan(standard_error):
         return by_mean, ""
     close = [f for f in by_mean if f.resplit_key[0] >= best.record.mean_auprc - standard_error]
     pick = min(close, key=lambda f: (f.simplicity, -f.resplit_key[0]))
     note = (f"The best mean is trial {best.record.number}'s ({best.record.params['model']}, {best.record.mean_auprc:.4f}, "
-            f"standard error {standard_error:.4f} over {len(scores)} splits)")
+            f"standard error {standard_error:.4f} over {len(scores)} fresh splits)")
     if pick is not best:
         note += (f"; trial {pick.record.number} ({pick.record.params['model']}, {pick.record.mean_auprc:.4f}) is within one "
                  "standard error of it and simpler, so it is chosen (the one-standard-error rule).")
@@ -467,7 +472,12 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
         try:
             for candidate in candidates:
                 try:
-                    fitted = _fit_and_score(candidate.cfg, fold, device=device, stop_check=stop_check)
+                    # The trial's own number of epochs, no early stopping: the fresh validation
+                    # rows choose nothing, so their AUPRC is an honest estimate (a best epoch's
+                    # is the maximum over epochs, biased up most for the models that vary most).
+                    epochs = max(1, candidate.record.best_epoch)
+                    fixed = replace(candidate.cfg, epochs=epochs, early_stop_patience=0)
+                    fitted = _fit_and_score(fixed, fold, device=device, stop_check=stop_check, last_epoch=True)
                     scores.append((fitted.auprc, fitted.f1))
                 except UserError as exc:
                     log.info("trial %d on fresh split %d failed: %s", candidate.record.number, done + 1, exc)
@@ -530,9 +540,10 @@ def format_search_markdown(result: SearchResult) -> str:
     lines += ["Scored on validation rows only (best epoch's macro AUPRC; ties: tuned F1); the test split never reaches the search.", ""]
     if result.resplits:
         rescored = [str(t.number) for t in result.trials if t.resplit_auprc]
-        lines += [f"Chosen by the mean over the validation split and {result.resplits} fresh train/validation split(s) of "
-                  f"the same non-test rows ({result.resplit_reason}): trials {', '.join(rescored)}, the best of each model, "
-                  "were trained again on each; `resplit_auprc` and `resplit_f1` are those means (`resplit_se`: the standard "
+        lines += [f"Chosen on {result.resplits} fresh train/validation split(s) of the same non-test rows "
+                  f"({result.resplit_reason}): trials {', '.join(rescored)}, the leading trials of each model, were trained "
+                  "again on each for their own best epoch count, without early stopping, and scored at the last epoch; "
+                  "`resplit_auprc` and `resplit_f1` are the means over the fresh splits (`resplit_se`: the standard "
                   "error of the AUPRC mean). Of these, the simplest "
                   "model within one standard error of the best mean is chosen (models without hidden layers are simpler).",
                   ""]

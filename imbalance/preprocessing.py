@@ -27,6 +27,7 @@ block of category codes. Models embed or one-hot the codes themselves; the cardi
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -80,7 +81,21 @@ def _numeric(series: pd.Series) -> pd.Series:
         return series.astype("float64")
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64")
-    return pd.to_numeric(series.astype("string").str.strip(), errors="coerce").astype("float64")
+    text = series.astype("string").str.strip()
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    failed = (values.isna() & text.notna()).to_numpy()
+    if failed.any():  # an overflow ("1e400") is a number too large, +-inf, whatever pandas' parser says
+        values[failed] = [_overflow(v) for v in text[failed]]
+    return values
+
+
+def _overflow(text: str) -> float:
+    """+-inf for text that is a number too large for float64, else NaN."""
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isinf(value) else math.nan
 
 
 def _plain_numeric(series: pd.Series) -> bool:

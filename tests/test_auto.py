@@ -247,3 +247,27 @@ def test_auto_is_a_preset_name_and_its_flags_are_checked(capsys):
     assert "--ensemble_top averages the best trials of a search" in capsys.readouterr().err
     assert train_classifier.main(["--preset", "auto", "--ensemble_top", "0"]) == 2
     assert "--ensemble_top must be >= 1" in capsys.readouterr().err
+
+
+def _rescored(number: int, model: str, val: float, fresh: list) -> "auto.Finalist":
+    record = auto.TrialRecord(number, "complete", {"model": model}, val, 0.3, 5, 10, 1.0,
+                              resplit_auprc=list(fresh), resplit_f1=[0.3] * len(fresh))
+    return auto.Finalist(record, cfg=None, data=None, trained=None, inputs=None)
+
+
+@pytest.mark.parametrize("linear_fresh, chosen", [([0.275, 0.275, 0.275], 1), ([0.26, 0.26, 0.26], 0), ([0.26, 0.29, 0.28], 1)])
+def test_the_one_standard_error_rule_prefers_the_simpler_model_within_the_noise(linear_fresh, chosen):
+    flexible = _rescored(0, "resnet", 0.40, [0.27, 0.29, 0.28])  # mean 0.28, standard error 0.0058; its validation score is ignored
+    linear = _rescored(1, "linear", 0.10, linear_fresh)
+    other = _rescored(2, "mlp", 0.35, [0.20, 0.21, 0.22])
+    ordered, note = auto._one_standard_error([other, linear, flexible])
+    assert ordered[0].record.number == chosen
+    assert [f.record.number for f in ordered[1:]] == [n for n in (0, 1, 2) if n != chosen]  # the rest by mean
+    assert ("one-standard-error rule" in note) == (chosen == 1) and "standard error 0.0058 over 3 fresh splits" in note
+
+
+def test_without_two_fresh_splits_the_best_score_is_chosen():
+    ordered, note = auto._one_standard_error([_rescored(1, "linear", 0.27, []), _rescored(0, "resnet", 0.30, [])])
+    assert [f.record.number for f in ordered] == [0, 1] and note == ""
+    ordered, note = auto._one_standard_error([_rescored(1, "linear", 0.5, [0.27]), _rescored(0, "resnet", 0.1, [0.30])])
+    assert [f.record.number for f in ordered] == [0, 1] and note == ""  # one fresh split: its score, no rule

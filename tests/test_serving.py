@@ -114,7 +114,7 @@ def test_server_predict_py_and_the_python_api_give_identical_answers(server, run
     served = _probabilities(batch["predictions"])
     rows.to_csv(tmp_path / "rows.csv", index=False)
     assert predict.main(["--checkpoint", str(run_dir), "--csv_path", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "p.csv")]) == 0
-    by_script = pd.read_csv(tmp_path / "p.csv")
+    by_script = pd.read_csv(tmp_path / "p.csv", float_precision="round_trip")
     predictor = Predictor.load(run_dir)
     by_api = predictor.predict_proba(pd.read_csv(tmp_path / "rows.csv")).to_numpy()
     np.testing.assert_array_equal(served, by_api)  # bit for bit
