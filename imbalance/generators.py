@@ -184,67 +184,62 @@ class _Base:
 
 
 # -- marginal ---------------------------------------------------------------------------------
+class _Independent(_Base):
+    """Every column on its own: levels by their minority frequencies, numbers as the subclass
+    draws them (:meth:`_numbers`), each column's missing rate kept."""
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "_Independent":
+        self.columns_ = _fit_columns(frame, kinds)
+        return self
+
+    def _numbers(self, j: int, column: _Column, rng: np.random.Generator, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def sample(self, n: int) -> pd.DataFrame:
+        columns = self._fitted()
+        n = int(n)
+        if n <= 0:
+            return self._empty()
+        rng, parts = self._rng, []
+        for j, column in enumerate(columns):
+            missing = column.missing_mask(rng, n)
+            if column.empty:
+                values = np.zeros(n)
+            elif column.kind == "numeric":
+                values = self._numbers(j, column, rng, n)
+            else:
+                values = rng.choice(len(column.levels), size=n, p=column.freqs)
+            parts.append(column.output(values, missing))
+        return _assemble(columns, parts)
+
+
 @GENERATORS.register("marginal")
-class MarginalGenerator(_Base):
+class MarginalGenerator(_Independent):
     """Each column independently: smoothed bootstrap for numbers, frequencies for levels."""
 
     def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "MarginalGenerator":
-        self.columns_ = _fit_columns(frame, kinds)
+        super().fit(frame, kinds)
         self.smoothers_ = [
             _ScoreSmoother(c.values) if c.kind == "numeric" and not c.empty else None for c in self.columns_
         ]
         return self
 
-    def sample(self, n: int) -> pd.DataFrame:
-        columns = self._fitted()
-        n = int(n)
-        if n <= 0:
-            return self._empty()
-        rng, parts = self._rng, []
-        for column, smoother in zip(columns, self.smoothers_):
-            missing = column.missing_mask(rng, n)
-            if column.empty:
-                values = np.zeros(n)
-            elif smoother is not None:
-                values = smoother.sample(rng, n)
-                if column.integer:
-                    values = np.round(values)
-            else:
-                values = rng.choice(len(column.levels), size=n, p=column.freqs)
-            parts.append(column.output(values, missing))
-        return _assemble(columns, parts)
+    def _numbers(self, j: int, column: _Column, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = self.smoothers_[j].sample(rng, n)
+        return np.round(values) if column.integer else values
 
 
 @GENERATORS.register("uniform")
-class UniformGenerator(_Base):
+class UniformGenerator(_Independent):
     """The stroke augmentation guide's recipe: each numeric column uniform between the minority
     rows' minimum and maximum (whole numbers stay whole), each level by its minority frequency,
     every column independently."""
 
-    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> "UniformGenerator":
-        self.columns_ = _fit_columns(frame, kinds)
-        return self
-
-    def sample(self, n: int) -> pd.DataFrame:
-        columns = self._fitted()
-        n = int(n)
-        if n <= 0:
-            return self._empty()
-        rng, parts = self._rng, []
-        for column in columns:
-            missing = column.missing_mask(rng, n)
-            if column.empty:
-                values = np.zeros(n)
-            elif column.kind == "numeric":
-                low, high = column.values[0], column.values[-1]
-                if column.integer:  # every whole number in [min, max] equally likely
-                    values = rng.integers(int(low), int(high), n, endpoint=True).astype(np.float64)
-                else:
-                    values = rng.uniform(low, high, n)
-            else:
-                values = rng.choice(len(column.levels), size=n, p=column.freqs)
-            parts.append(column.output(values, missing))
-        return _assemble(columns, parts)
+    def _numbers(self, j: int, column: _Column, rng: np.random.Generator, n: int) -> np.ndarray:
+        low, high = column.values[0], column.values[-1]
+        if column.integer:  # every whole number in [min, max] equally likely
+            return rng.integers(int(low), int(high), n, endpoint=True).astype(np.float64)
+        return rng.uniform(low, high, n)
 
 
 class _ScoreSmoother:

@@ -217,7 +217,7 @@ def overall_score(report: dict, *, method: str = "", k_neighbors: Optional[int] 
     measured = {k: v for k, v in parts.items() if not _is_nan(v)}
     weight = sum(SCORE_WEIGHTS[k] for k in measured)
     score = 100.0 * sum(SCORE_WEIGHTS[k] * v for k, v in measured.items()) / weight if weight else math.nan
-    grade = "n/a" if _is_nan(score) else next(letter for floor, letter in GRADES if score >= floor)
+    grade = "n/a" if _is_nan(score) else next(letter for floor, letter in GRADES if round(score) >= floor)  # as shown: 89.6 is 90, an A
     return {"score": score, "grade": grade, "parts": parts,
             "recommendations": _recommendations(report, parts, method=method, k_neighbors=k_neighbors)}
 

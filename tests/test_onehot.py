@@ -68,14 +68,18 @@ def test_collapse_and_expand_are_inverse_on_frames_and_matrices():
     np.testing.assert_array_equal(expand_matrix(small, names, groups), x)
 
 
-@pytest.mark.parametrize("generator", ["marginal", "gaussian_copula", "uniform"])
-def test_every_generated_row_has_exactly_one_level_of_each_group(generator):
+def _augment(**how):
+    """The guide-like rows augmented as asked: (the encoded result, the synthetic rows decoded, the source rows)."""
     frame, y = guide_frame()
     pre = TabularPreprocessor()
     pre.fit(frame)
-    rows = pre.transform(frame)
-    out = augment_training_split(pre, rows, frame, y, label_names=["stroke"], generator=generator, generated_ratio=3.0, seed=1)
-    made = pre.decode(out.rows.compact()[out.synthetic])
+    out = augment_training_split(pre, pre.transform(frame), frame, y, label_names=["stroke"], seed=1, **how)
+    return out, pre.decode(out.rows.compact()[out.synthetic]), pre.decode(out.rows.compact()[~out.synthetic]), frame, y
+
+
+@pytest.mark.parametrize("generator", ["marginal", "gaussian_copula", "uniform"])
+def test_every_generated_row_has_exactly_one_level_of_each_group(generator):
+    out, made, _, _, y = _augment(generator=generator, generated_ratio=3.0)
     assert len(made) >= 2 * y.sum()
     for group in (WORK, SMOKING):
         assert (made[group].sum(axis=1) == 1).all()
@@ -86,16 +90,10 @@ def test_every_generated_row_has_exactly_one_level_of_each_group(generator):
 
 @pytest.mark.parametrize("method", ["smotenc", "smote_tomek"])
 def test_every_resampled_row_has_exactly_one_level_of_each_group(method):
-    frame, y = guide_frame()
-    pre = TabularPreprocessor()
-    pre.fit(frame)
-    rows = pre.transform(frame)
-    out = augment_training_split(pre, rows, frame, y, label_names=["stroke"], resample_method=method, resample_ratio=0.5, seed=1)
-    made = pre.decode(out.rows.compact()[out.synthetic])
+    _, made, real, frame, _ = _augment(resample_method=method, resample_ratio=0.5)
     assert len(made) > 50
     for group in (WORK, SMOKING):
         assert (made[group].sum(axis=1) == 1).all()
     if method == "smote_tomek":  # Tomek links remove some real rows; the kept ones are unchanged
         return
-    real = pre.decode(out.rows.compact()[~out.synthetic])
     pd.testing.assert_frame_equal(real[WORK].reset_index(drop=True), frame[WORK].reset_index(drop=True), check_dtype=False)
