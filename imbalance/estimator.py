@@ -85,7 +85,7 @@ class ImbalanceClassifier(ClassifierMixin, BaseEstimator):
     # -- fitting and predicting ------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> "ImbalanceClassifier":
-        from .runner import train
+        from .runner import search_and_train, train
 
         frame = self._frame(X, fitting=True)
         targets = self._targets(y, len(frame))
@@ -106,7 +106,7 @@ class ImbalanceClassifier(ClassifierMixin, BaseEstimator):
             level = logging.getLogger().level
             try:
                 with contextlib.redirect_stdout(io.StringIO()):  # the CLI's printed report: fit() is silent
-                    train(cfg)
+                    (search_and_train if cfg.preset == AUTO_PRESET else train)(cfg)
             except UserError as exc:  # bad data: scikit-learn's callers expect a ValueError
                 raise ValueError(str(exc)) from None
             finally:

@@ -89,7 +89,8 @@ class Predictor:
 
     def _prob(self, frame: pd.DataFrame, source: str) -> np.ndarray:
         present = [c for c in self.feature_columns if c in frame.columns]  # a missing one is reported by transform
-        frame = as_model_precision(frame[present], present)  # as a file read gives them (float32); copy-on-write keeps the caller's frame
+        # As a file read gives them (float32), on a shallow copy: the caller's frame keeps its columns.
+        frame = as_model_precision(frame[present].copy(deep=False), present)
         rows = TensorRows.from_numpy(self.preprocessor.transform(frame, source=source), self.device)
         # One CPU thread, as training's own final predictions: float32 sums split over threads can
         # round differently, and the same rows must get the same probabilities from predict.py,

@@ -122,3 +122,21 @@ def test_too_few_rows_and_unfitted_use_are_explained():
         ImbalanceClassifier(**FAST).fit(np.ones((10, 2)), np.array([0, 1] * 5))
     with pytest.raises(NotFittedError):
         ImbalanceClassifier().predict(np.ones((2, 2)))
+
+
+def test_preset_auto_searches_like_the_cli(cohort, monkeypatch):
+    from imbalance import runner
+
+    searches = []
+    real = runner.search
+
+    def recorded(*args, **kwargs):
+        result = real(*args, **kwargs)
+        searches.append(result)
+        return result
+
+    monkeypatch.setattr(runner, "search", recorded)
+    X, Y = cohort
+    clf = ImbalanceClassifier(preset="auto", time_budget=60, max_trials=2, resplits=0, epochs=4).fit(X, Y["label_diabetes"])
+    assert len(searches) == 1 and len(searches[0].trials) == 2
+    assert clf.predict_proba(X.head(5)).shape == (5, 2)

@@ -3,6 +3,7 @@ the same answers as predict.py and the Python API, and a bad checkpoint refused 
 
 import hashlib
 import json
+import warnings
 import math
 import socket
 import subprocess
@@ -42,8 +43,10 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(run_dir):
     port = _free_port()
+    # The server's output goes to a file: a pipe nobody reads would block it once full.
+    log = open(run_dir.parent / "server.log", "w+b")
     process = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--checkpoint", str(run_dir), "--port", str(port),
-                                "--max_batch_rows", str(MAX_ROWS)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                "--max_batch_rows", str(MAX_ROWS)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -54,11 +57,13 @@ def server(run_dir):
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"the server did not come up: {process.stdout.read().decode()[-2000:]}")
+            log.seek(0)
+            pytest.fail(f"the server did not come up: {log.read().decode()[-2000:]}")
         time.sleep(0.2)
     yield url
     process.terminate()  # the process this test started, and only it
     process.wait(timeout=30)
+    log.close()
 
 
 def _call(url: str, path: str, payload=None, *, body: bytes = None, content_type: str = "application/json"):
@@ -199,3 +204,13 @@ def test_a_bad_checkpoint_stops_the_server_at_start_in_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "bad.pt" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_the_predictor_leaves_the_callers_frame_alone_and_warns_nothing(run_dir, rows):
+    frame = rows.copy()
+    frame["bmi"] = frame["bmi"].astype("float64")
+    before = frame.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. pandas' SettingWithCopyWarning on a slice, once per request
+        Predictor.load(run_dir).predict_proba(frame.iloc[2:12])
+    pd.testing.assert_frame_equal(frame, before)
