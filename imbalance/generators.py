@@ -410,8 +410,9 @@ class _Deep(_Base):
     The package takes no missing numbers: a numeric column with missing values goes in filled
     with its median beside a yes/no column saying which were missing, and comes back missing
     where the generator set that column. Discrete columns go in as their level codes (missing: a
-    level of its own). Numbers come back clipped to the minority range (whole numbers stay
-    whole), so the output is like the other generators'. Seeded: the package's own random state
+    level of its own). Rows with a number outside the minority range are drawn again (clipping
+    them would pile mass at the range's limits; after 10 draws what is left is clipped), whole
+    numbers stay whole, so the output is like the other generators'. Seeded: the package's own random state
     (numpy and torch), so a seed gives the same rows.
     """
 
@@ -451,7 +452,7 @@ class _Deep(_Base):
         n = int(n)
         if n <= 0:
             return self._empty()
-        made = self.model_.sample(n)
+        made = self._in_range(n)
         parts = []
         for j, column in enumerate(columns):
             key = f"c{j}"
@@ -469,6 +470,27 @@ class _Deep(_Base):
                 codes = np.where(missing, 0, pd.to_numeric(pd.Series(text), errors="coerce").fillna(0).to_numpy()).astype(np.int64)
                 parts.append(column.output(codes, missing))
         return _assemble(columns, parts)
+
+
+    def _in_range(self, n: int, rounds: int = 10) -> pd.DataFrame:
+        """``n`` rows from the model, drawing again the rows whose numbers fall outside the
+        minority range (clipping them would pile mass at the limits); after ``rounds`` draws the
+        rows still outside are kept, and clipped by :meth:`sample`."""
+        numeric = [(f"c{j}", c.values[0], c.values[-1]) for j, c in enumerate(self._fitted()) if c.kind == "numeric" and not c.empty]
+        kept, short = [], n
+        for _ in range(rounds):
+            draw = self.model_.sample(short)
+            inside = np.ones(len(draw), dtype=bool)
+            for key, low, high in numeric:
+                values = draw[key].to_numpy(dtype=np.float64)
+                inside &= (values >= low) & (values <= high)
+            kept.append(draw[inside])
+            short -= int(inside.sum())
+            if short == 0:
+                break
+        else:
+            kept.append(draw[~inside].iloc[:short])
+        return pd.concat(kept, ignore_index=True).iloc[:n]
 
 
 def _import_ctgan() -> Any:

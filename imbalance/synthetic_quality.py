@@ -230,7 +230,7 @@ def _recommendations(report: dict, parts: dict, *, method: str, k_neighbors: Opt
     near = report.get("privacy", {}).get("near_copy_share", math.nan)
     if not _is_nan(near) and near > 0.10:
         fix = (f"lower --resample_k_neighbors (now {k_neighbors}) or use --generator gaussian_copula" if smote_like and k_neighbors
-               else "mix in fewer rows (--augment_strategy conservative) or use --generator gaussian_copula")
+               else "mix in fewer rows (--generated_ratio below 1) or use --generator gaussian_copula")
         advice.append(f"{near:.0%} near-copies of real rows: {fix}")
     auroc = report.get("discriminative_auroc", math.nan)
     if not _is_nan(auroc) and auroc > 0.75:
