@@ -331,3 +331,22 @@ def test_deep_generators_learn_where_values_are_missing(name):
 def test_generator_epochs_reach_the_deep_generators_only():
     assert build_generator("ctgan", epochs=7).epochs == 7 and build_generator("tvae").epochs == 300
     assert not hasattr(build_generator("uniform", epochs=7), "epochs")
+
+
+def test_deep_generators_draw_again_rows_outside_the_minority_range():
+    class Fake:  # the package's model: the first draw half outside [1.5, 4], later draws inside
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, n):
+            self.calls += 1
+            values = np.where(np.arange(n) % 2 == 0, 9.0, 2.5) if self.calls == 1 else np.full(n, 3.0)
+            return pd.DataFrame({"c0": values})
+
+    from imbalance.generators import _fit_columns
+
+    generator = build_generator("ctgan", seed=0)
+    generator.columns_ = _fit_columns(pd.DataFrame({"v": [1.5, 2.0, 3.0, 4.0]}), {"v": "numeric"})
+    generator.model_ = Fake()
+    out = generator.sample(10)
+    assert generator.model_.calls == 2 and sorted(out["v"]) == [2.5] * 5 + [3.0] * 5  # no 9.0 clipped to 4.0
