@@ -187,6 +187,9 @@ class TrainConfig:
             if not ok:
                 raise UserError(message)
 
+        if isinstance(self.compare, bool):  # config.json of runs before --compare took methods, or a config file's switch
+            self.compare = COMPARE_CONFIGURED if self.compare else None
+
         for name, registry in (
             ("weight_method", WEIGHT_METHODS),
             ("class_weight_method", CLASS_WEIGHT_METHODS),

@@ -389,3 +389,11 @@ def test_help_lists_every_model_and_its_settings():
         for field in dataclasses.fields(spec.settings_cls):
             assert any(line.startswith(f"    {field.name}=") for line in lines), (name, field.name)
             assert field.metadata["help"] in text
+
+
+def test_compare_as_a_switch_still_reads():
+    from imbalance.config import TrainConfig
+
+    assert TrainConfig(compare=False).compare is None  # an earlier run's config.json
+    assert TrainConfig(compare=True, generator="uniform").compare == ""  # the flags' own augmentation
+    assert TrainConfig(compare="smotenc,uniform").compare == "smotenc,uniform"
