@@ -160,13 +160,14 @@ class EpochLogger:
         if not self.quiet:
             counts = " ".join(str(val["labels"][n]["n_pos_pred"]) for n in self.label_names)
             # The metric early stopping watches comes first, with its value, a star on a new best
-            # and, on an exact tie with the best epoch, how the tie was broken.
+            # and, on an exact tie with the best epoch, how the tie was broken; recall and precision
+            # at tuned thresholds also show the value compared at the best epoch's operating point.
             logger.info(
                 "%sepoch %3d  loss %.4f/%.4f  %s %.4f%s  |  AUROC %.3f AUPRC %.3f  tuned F1 %.3f  @0.5 F1 %.3f pos_pred [%s]%s",
                 f"member {record.member + 1} " if record.member else "", epoch, record.train_loss, record.val_loss,
                 record.metric or "score", record.score, " *" if record.improved else "  ",
                 val["macro"]["auroc"], val["macro"]["auprc"], tuned["macro"]["f1"], val["macro"]["f1"], counts,
-                f"  ({record.tie})" if record.tie else "",
+                "".join(f"  ({note})" for note in (record.compared, record.tie) if note),
             )
         if self.writer is None:
             return

@@ -55,7 +55,7 @@ from .errors import UserError
 from .registry import Registry
 
 __all__ = ["THRESHOLD_OBJECTIVES", "PARAMETRIC_OBJECTIVES", "ThresholdObjective", "threshold_objective",
-           "threshold_metric_forms", "optimize_thresholds"]
+           "threshold_metric_forms", "optimize_thresholds", "best_with_floor", "MATCHED_PAIRS"]
 
 logger = logging.getLogger(__name__)
 
@@ -445,3 +445,35 @@ def optimize_thresholds(
         logger.warning("threshold metric %s: no threshold meets the constraint for %s; using %s instead",
                        objective.name, ", ".join(infeasible), objective.closest_text)
     return thresholds, best
+
+
+#: measured -> fn(tp, fp, n_pos) -> (the measured value, the held one) at every threshold
+_MATCHED: dict[str, Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]] = {
+    "recall": lambda tp, fp, p: (tp / p, _safe_div(tp.astype(np.float64), (tp + fp).astype(np.float64))),
+    "precision": lambda tp, fp, p: (_safe_div(tp.astype(np.float64), (tp + fp).astype(np.float64)), tp / p),
+}
+MATCHED_PAIRS = {"recall": "precision", "precision": "recall"}
+
+
+def best_with_floor(y_true: Any, scores: Any, measured: str, floors: Sequence[float]) -> np.ndarray:
+    """Per label, the best ``measured`` value ("recall" or "precision") over the thresholds where
+    the other one is at least ``floors[j]``: recall at a precision floor, or precision at a recall
+    floor. 0 where no threshold reaches the floor (nor a floor of nan); nan for a label without
+    both classes. With the floor at a threshold's own precision (recall) this compares two
+    models at the same operating point."""
+    y, s = _as_label_rows(y_true, scores)
+    floors = np.asarray(floors, dtype=np.float64)
+    if floors.shape != (y.shape[0],):
+        raise ValueError(f"need one floor per label ({y.shape[0]}), got shape {floors.shape}")
+    values = np.full(y.shape[0], np.nan)
+    n = s.shape[1]
+    for j in range(y.shape[0]):
+        p = int(np.count_nonzero(y[j]))
+        if p == 0 or p == n:
+            continue
+        _, tp, fp = _label_curve(y[j], s[j])
+        measure, held = _MATCHED[measured](tp, fp, p)
+        # the held value is a ratio of integers: compare with a margin for its rounding
+        ok = held >= floors[j] - 1e-12
+        values[j] = float(measure[ok].max()) if ok.any() else 0.0
+    return values

@@ -110,6 +110,7 @@ class EpochRecord:
     member: int = 0  # which member of a seed ensemble (--ensemble) this epoch trained
     metric: str = ""  # the early-stopping metric as the epoch line names it, e.g. "macro_f1 (tuned thresholds)"
     tie: str = ""  # how an exact tie with the best epoch was broken, when there was one
+    compared: str = ""  # the value compared with the best epoch's, when measured at its operating point
 
     def summary(self, label_names: Sequence[str]) -> dict[str, Any]:
         """The plain-data line kept in metrics.json's history."""
@@ -418,6 +419,10 @@ def fit(
         best_state = {k: v.clone() for k, v in resume.best_state.items()}
         history = list(resume.history)
         first_epoch = resume.epoch + 1
+    # The best epoch's record: recall and precision at tuned thresholds are compared at its operating point.
+    matched = tuned_thresholds and watch.held is not None
+    best_record = next((r for r in reversed(history) if r.improved and r.member == member), None)
+    y_val_np = y_val.cpu().numpy() if matched else None
     stopped_early = stopper.should_stop  # a resumed run may have stopped already
     last_epoch = first_epoch - 1 if stopped_early else epochs
     for epoch in range(first_epoch, last_epoch + 1):
@@ -445,7 +450,13 @@ def fit(
         )
         record.score = score = watch.read(record, tuned_thresholds)
         record.metric = watch.describe(early_stop_metric, tuned_thresholds)
-        record.improved = stopper.step(score, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan)
+        versus, keep = score, None
+        if matched:  # recall (precision) at the best epoch's precision (recall): see early_stopping
+            keep = watch.at_operating_point(record, y_val_np, val_prob, label_names)
+            if best_record is not None:
+                versus = watch.at_operating_point(best_record, y_val_np, val_prob, label_names)
+                record.compared = f"{versus:.4f} at epoch {best_record.epoch}'s {watch.held}"
+        record.improved = stopper.step(versus, epoch, watch.tiebreak(record) if watch.tiebreak else math.nan, keep=keep)
         record.best_epoch, record.best_score = stopper.best_epoch, stopper.best_score
         if stopper.last_tie is not None and watch.tiebreak is not None:
             tied, mine, theirs = stopper.last_tie
@@ -453,6 +464,7 @@ def fit(
                           f"{'this epoch' if record.improved else f'epoch {tied}'} kept")
         if record.improved:
             best_state = copy.deepcopy(module.state_dict())
+            best_record = record
         history.append(record)
         if schedule is not None:
             schedule.step(score)

@@ -270,3 +270,17 @@ def test_a_tie_is_recorded_for_the_epoch_line():
     assert es.step(0.5, 2, tiebreak=0.35) is True and es.last_tie == (1, 0.35, 0.30)  # won the tie
     assert es.step(0.5, 3, tiebreak=0.20) is False and es.last_tie == (2, 0.20, 0.35)  # lost it
     assert es.step(0.6, 4, tiebreak=0.10) is True and es.last_tie is None
+
+
+def test_keep_is_the_best_score_remembered_on_an_improvement():
+    # measured at the best epoch's operating point (0.7 > 0.6), remembered at its own (0.5)
+    es = EarlyStopping(mode="max", patience=3)
+    es.step(0.6, 1, keep=0.6)
+    assert es.step(0.7, 2, keep=0.5) is True and es.best_score == 0.5 and es.best_epoch == 2
+    assert es.step(0.55, 3, keep=0.9) is True and es.best_score == 0.9  # 0.55 > 0.5
+    assert es.step(0.85, 4, keep=1.0) is False and es.best_score == 0.9  # no improvement: keep unused
+
+
+def test_recall_and_precision_hold_the_other_at_the_best_epoch():
+    held = {name: EARLY_STOP_METRICS.get(name).held for name in EARLY_STOP_METRICS.names()}
+    assert held == {name: {"macro_recall": "precision", "macro_precision": "recall"}.get(name) for name in held}

@@ -16,7 +16,7 @@ from sklearn.metrics import (
 )
 
 from imbalance.errors import UserError
-from imbalance.thresholds import THRESHOLD_OBJECTIVES, optimize_thresholds
+from imbalance.thresholds import THRESHOLD_OBJECTIVES, best_with_floor, optimize_thresholds
 
 
 def _youden(y, pred):
@@ -338,3 +338,33 @@ def test_config_takes_a_constrained_threshold_metric():
     assert cfg.threshold_metric == "recall_at_precision:0.25"
     with pytest.raises(UserError, match="P in"):
         parse_config(["--threshold_metric", "recall_at_precision:2"])
+
+
+@pytest.mark.parametrize("measured", ["recall", "precision"])
+def test_best_with_floor_matches_brute_force(measured):
+    rng = np.random.default_rng(5)
+    y = rng.random((300, 3)) < [0.05, 0.2, 0.5]
+    s = np.round(rng.random((300, 3)) * 0.6 + y * 0.3, 2)  # ties, informative
+    floors = [0.3, 0.55, 0.8]
+    got = best_with_floor(y, s, measured, floors)
+    for j in range(3):
+        best = 0.0
+        for t in np.unique(s[:, j]):
+            pred = s[:, j] >= t
+            tp = (pred & y[:, j]).sum()
+            recall, precision = tp / y[:, j].sum(), tp / pred.sum()
+            value, held = (recall, precision) if measured == "recall" else (precision, recall)
+            if held >= floors[j]:
+                best = max(best, value)
+        assert got[j] == pytest.approx(best, abs=1e-12)
+
+
+def test_best_with_floor_unreachable_floor_single_class_and_shape():
+    y = np.array([[1, 0], [0, 0], [0, 0], [1, 0]])
+    s = np.array([[0.2, 0.1], [0.9, 0.2], [0.8, 0.3], [0.1, 0.4]])  # the positives ranked last
+    got = best_with_floor(y, s, "recall", [1.0, 0.5])
+    assert got[0] == 0.0  # no threshold reaches precision 1
+    assert np.isnan(got[1])  # no positives: undefined
+    assert best_with_floor(y[:, :1], s[:, :1], "recall", [0.5])[0] == 1.0  # all rows: precision 0.5, recall 1
+    with pytest.raises(ValueError, match="one floor per label"):
+        best_with_floor(y, s, "recall", [0.5])

@@ -283,3 +283,41 @@ def test_train_one_epoch_trains_every_member_on_the_mean_of_their_losses():
     for member, want in zip((a, b), expected):
         for name, p in member.named_parameters():
             torch.testing.assert_close(p.detach(), want[name], rtol=1e-5, atol=1e-6)
+
+
+def _best_with_floor_by_hand(truth, prob, measured, floor):
+    """The best recall (precision) over every distinct score as threshold whose precision (recall) >= floor."""
+    best = 0.0
+    for t in np.unique(prob):
+        pred = prob >= t
+        tp = float((pred & (truth == 1)).sum())
+        recall, precision = tp / truth.sum(), tp / pred.sum()
+        value, held = (recall, precision) if measured == "recall" else (precision, recall)
+        if held >= floor - 1e-12:
+            best = max(best, value)
+    return best
+
+
+@pytest.mark.parametrize("name, held", [("macro_recall", "precision"), ("macro_precision", "recall")])
+def test_recall_and_precision_at_tuned_thresholds_are_compared_at_the_best_epochs_operating_point(name, held):
+    measured = name.removeprefix("macro_")
+    _, result, seen, (_, yv) = _fit(early_stop_metric=name, tuned_thresholds=True, epochs=6, early_stop_patience=0)
+    truth = yv.numpy()
+    best = seen[0][0]
+    assert best.improved and best.compared == ""
+    for record, prob in seen[1:]:
+        compared = np.mean([_best_with_floor_by_hand(truth[:, j], prob[:, j], measured, best.val_tuned["labels"][n][held])
+                            for j, n in enumerate(("a", "b"))])
+        assert record.compared == f"{compared:.4f} at epoch {best.epoch}'s {held}"
+        assert record.score == record.val_tuned["macro"][measured]  # the epoch's own value, shown first
+        if record.improved:
+            best = record
+        else:
+            assert compared <= record.best_score + 1e-12
+    assert result.best_epoch == best.epoch
+
+
+def test_f1_and_untuned_metrics_compare_their_own_values():
+    for name, tuned in (("macro_f1", True), ("macro_recall", False), ("macro_recall_at_0.5", True)):
+        _, result, _, _ = _fit(early_stop_metric=name, tuned_thresholds=tuned, epochs=3, early_stop_patience=0)
+        assert all(r.compared == "" for r in result.history)
