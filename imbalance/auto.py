@@ -38,11 +38,14 @@ the search and keeps the best trial(s) so far.
 Where the rarest label has fewer than 100 validation positives (or with ``--resplits N``), the
 trial that scored best on validation is often only the luckiest, and a best epoch's validation
 AUPRC is the maximum over epochs, biased up most for the models that vary most. The search then
-keeps 40% of its time to train the leading trials (the best trial of each model, three at most,
-and the best linear and additive trials) again on fresh stratified train/validation splits of
-the same non-test rows, one split at a time, each for the trial's own number of epochs (its
-best epoch) without early stopping, so the fresh validation rows choose nothing and their AUPRC
-at the last epoch is an honest estimate. Each is scored by its mean over the fresh splits that
+keeps time to train the leading trials (the best trial of each model, three at most, and the
+best linear and additive trials) again on fresh stratified train/validation splits of the same
+non-test rows, one split at a time, each for the trial's own number of epochs (its best epoch)
+without early stopping. The time kept is that of as many whole fresh splits as fit in 40% of
+the search (four at most), each estimated from the leading trials' own seconds per epoch and
+updated after every trial; a split that would not finish in the time left is not begun, and
+where not even one fits, the choice is made on validation alone. Without early stopping the
+fresh validation rows choose nothing, so their AUPRC at the last epoch is an honest estimate. Each is scored by its mean over the fresh splits that
 all of them finished, and the simplest model whose mean is within one standard error of the
 best mean is chosen (the one-standard-error rule; the linear and additive models are simpler
 than any with hidden layers): a more complex model has to beat a simpler one by more than the
@@ -138,7 +141,8 @@ FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the fin
 RESPLIT_BELOW_POSITIVES = 100  # the default applies when the rarest label has fewer validation positives
 RESPLIT_ROUNDS = 4  # the default number of fresh splits
 RESPLIT_CANDIDATES = 3  # trials scored again (at least --ensemble_top), besides the simplest models' best
-RESPLIT_SHARE = 0.4  # share of the search's time kept for re-scoring
+RESPLIT_SHARE = 0.4  # the most of the search's time kept for re-scoring
+RESPLIT_MARGIN = 1.15  # a fresh split's estimated seconds x this, to be sure it finishes
 
 
 @dataclass
@@ -338,8 +342,11 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         raise RuntimeError("prepare_data(keep_search_rows=True) is needed for the search")
     end = started + base.time_budget * (1.0 - FINAL_RESERVE)
     rounds, reason = resplit_rounds(base, data)
-    now = time.perf_counter()
-    deadline = now + (end - now) * (1.0 - RESPLIT_SHARE) if rounds else end
+    # The re-scoring's time: what the fresh splits of the current candidates will cost (estimated
+    # from their trials), at most RESPLIT_SHARE of the search; the search runs until then.
+    most = (end - time.perf_counter()) * RESPLIT_SHARE if rounds else 0.0
+    plan = {"reserve": most, "deadline": end - most}
+    count = max(RESPLIT_CANDIDATES, base.ensemble_top)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
     for params in STARTING_POINTS:
@@ -358,7 +365,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
 
         def stop_check(record: Any) -> Optional[str]:
             trial.report(record.val["macro"]["auprc"], record.epoch)
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > plan["deadline"]:
                 stopped["reason"] = "budget"
             elif choice_prunable and trial.should_prune():
                 stopped["reason"] = "pruned"
@@ -384,17 +391,20 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
             model = params["model"]
             if rounds and (model not in leaders or finalist.rank_key > leaders[model].rank_key):
                 leaders[model] = finalist
+        if rounds:
+            plan["reserve"] = resplit_reserve(_resplit_candidates(finalists, leaders, count), rounds, most)
+            plan["deadline"] = end - plan["reserve"]
         if state == "pruned":
             raise optuna.TrialPruned()
         return fitted.auprc
 
     def out_of_time(study: Any, trial: Any) -> None:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > plan["deadline"]:
             study.stop()
 
     interrupted = False
     try:
-        study.optimize(objective, n_trials=base.max_trials or None, timeout=max(1.0, deadline - time.perf_counter()),
+        study.optimize(objective, n_trials=base.max_trials or None, timeout=max(1.0, end - time.perf_counter()),
                        callbacks=[out_of_time], show_progress_bar=progress, catch=())
     except KeyboardInterrupt:
         interrupted = True
@@ -403,11 +413,15 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
     done, rule_note = 0, ""
     if rounds and not interrupted:
-        candidates = _resplit_candidates(finalists, leaders, max(RESPLIT_CANDIDATES, base.ensemble_top))
-        done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device)
+        candidates = _resplit_candidates(finalists, leaders, count)
+        done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device,
+                                     estimate=split_seconds(candidates))
         if done:
             ordered, rule_note = _one_standard_error(candidates)
             finalists = ordered[:base.ensemble_top]
+        elif not interrupted:
+            reason += (f"; no fresh split of the leading trials (about {split_seconds(candidates):.0f} s each) fitted in "
+                       f"{RESPLIT_SHARE:.0%} of the time")
     if len(finalists) < base.ensemble_top:
         log.warning("--ensemble_top %d: only %d trial(s) finished within the budget; averaging those", base.ensemble_top,
                     len(finalists))
@@ -416,6 +430,27 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
     result.resplits, result.resplit_reason, result.rule_note = done, reason, rule_note
     result.seconds = time.perf_counter() - started
     return result
+
+
+def refit_seconds(record: TrialRecord) -> float:
+    """What training a trial's configuration again for its best-epoch count should take: its
+    seconds per epoch run (data preparation included) x that count."""
+    return record.seconds * max(1, record.best_epoch) / max(1, record.epochs)
+
+
+def resplit_reserve(candidates: list[Finalist], rounds: int, most: float) -> float:
+    """Seconds to keep for re-scoring ``candidates``: as many whole fresh splits as fit in
+    ``most`` (``rounds`` at most), each estimated from the trials' own seconds with a margin;
+    0 when not even one fits (the search then chooses on validation alone)."""
+    per_split = split_seconds(candidates) * RESPLIT_MARGIN
+    if per_split <= 0:
+        return most
+    return min(rounds, math.floor(most / per_split)) * per_split
+
+
+def split_seconds(candidates: list[Finalist]) -> float:
+    """Estimated seconds of one fresh split: every candidate trained again (:func:`refit_seconds`)."""
+    return sum(refit_seconds(c.record) for c in candidates)
 
 
 def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist], count: int) -> list[Finalist]:
@@ -454,9 +489,11 @@ def _one_standard_error(candidates: list[Finalist]) -> tuple[list[Finalist], str
 
 
 def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], rounds: int, *, deadline: float,
-             device: Any) -> tuple[int, bool]:
-    """Train every candidate's configuration on ``rounds`` fresh splits, one split at a time;
-    a split the deadline (or Ctrl-C) cuts short is not counted. Returns (splits done, interrupted)."""
+             device: Any, estimate: float) -> tuple[int, bool]:
+    """Train every candidate's configuration on ``rounds`` fresh splits, one split at a time; a
+    split is not begun when the last one (the first: ``estimate`` seconds) would not fit before
+    the deadline, and one the deadline (or Ctrl-C) cuts short is not counted. Returns (splits
+    done, interrupted)."""
     log.info("scoring trials %s again on up to %d fresh train/validation splits", [c.record.number for c in candidates], rounds)
     out_of_time = {"hit": False}
 
@@ -466,7 +503,12 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
             return "budget"
         return None
 
+    last_split = estimate
     for done in range(rounds):
+        if time.perf_counter() + last_split > deadline:
+            log.info("no time for fresh split %d (about %.0f s): choosing on %d", done + 1, last_split, done)
+            return done, False
+        split_started = time.perf_counter()
         fold = resplit(data, seed=base.seed + 1000 * (done + 1))
         scores = []
         try:
@@ -488,6 +530,7 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
         except KeyboardInterrupt:
             log.warning("re-scoring interrupted: choosing on the %d fresh split(s) finished", done)
             return done, True
+        last_split = time.perf_counter() - split_started
         for candidate, (auprc, f1) in zip(candidates, scores):
             candidate.record.resplit_auprc.append(auprc)
             candidate.record.resplit_f1.append(f1)

@@ -271,3 +271,33 @@ def test_without_two_fresh_splits_the_best_score_is_chosen():
     assert [f.record.number for f in ordered] == [0, 1] and note == ""
     ordered, note = auto._one_standard_error([_rescored(1, "linear", 0.5, [0.27]), _rescored(0, "resnet", 0.1, [0.30])])
     assert [f.record.number for f in ordered] == [0, 1] and note == ""  # one fresh split: its score, no rule
+
+
+def _timed(number: int, seconds: float, best_epoch: int, epochs: int) -> "auto.Finalist":
+    record = auto.TrialRecord(number, "complete", {"model": "mlp"}, 0.3, 0.3, best_epoch, epochs, seconds)
+    return auto.Finalist(record, cfg=None, data=None, trained=None, inputs=None)
+
+
+def test_the_rescoring_keeps_the_time_of_the_whole_fresh_splits_that_fit():
+    candidates = [_timed(0, 10.0, 5, 10), _timed(1, 4.0, 4, 4)]  # trained again for 5 of 10 epochs: 5 s, and 4 s
+    assert auto.refit_seconds(candidates[0].record) == 5.0 and auto.split_seconds(candidates) == 9.0
+    per_split = 9.0 * auto.RESPLIT_MARGIN
+    assert auto.resplit_reserve(candidates, 4, 100.0) == pytest.approx(4 * per_split)  # all rounds fit
+    assert auto.resplit_reserve(candidates, 4, 25.0) == pytest.approx(2 * per_split)  # two whole splits, not 25 s
+    assert auto.resplit_reserve(candidates, 4, 10.0) == 0.0  # not one: the search keeps the time
+
+
+def test_a_fresh_split_that_would_not_fit_is_not_begun():
+    # cfg=None: training would fail, so returning shows that nothing was trained
+    done, interrupted = auto._rescore(None, None, [_timed(0, 10.0, 5, 10)], 4, deadline=time.perf_counter() + 1.0,
+                                      device="cpu", estimate=5.0)
+    assert (done, interrupted) == (0, False)
+
+
+def test_without_time_for_a_fresh_split_the_search_chooses_on_validation(tmp_path, cohort_csv, monkeypatch):
+    monkeypatch.setattr(auto, "split_seconds", lambda candidates: 1e6)
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300) == 0
+    assert "resplit_auprc" not in pd.read_csv(out / "search.csv")
+    assert "Chosen on the validation split alone (the rarest label has" in (out / "search.md").read_text()
+    assert "no fresh split of the leading trials (about 1000000 s each) fitted in 40% of the time" in (out / "search.md").read_text()
