@@ -67,6 +67,8 @@ def interrupt_at(monkeypatch):
     (["--lr_scheduler", "cosine", "--ensemble", "2"], 1, 2),  # the second member, the first one finished
     (["--ensemble", "2"], 0, 1),  # before any last.pt: starts again from the beginning
     (["--model", "tabm", "--model_args", "k=2,d_block=8"], 0, 2),
+    # recall compared at the best epoch's precision: the best epoch's record comes back with the history
+    (["--early_stop_metric", "macro_recall", "--epochs", "7"], 0, 5),
 ])
 def test_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path, interrupt_at, capsys, extra, member, epoch):
     whole, cut = tmp_path / "whole", tmp_path / "cut"

@@ -321,3 +321,32 @@ def test_f1_and_untuned_metrics_compare_their_own_values():
     for name, tuned in (("macro_f1", True), ("macro_recall", False), ("macro_recall_at_0.5", True)):
         _, result, _, _ = _fit(early_stop_metric=name, tuned_thresholds=tuned, epochs=3, early_stop_patience=0)
         assert all(r.compared == "" for r in result.history)
+
+
+def test_a_resumed_fit_compares_at_the_restored_best_epochs_operating_point():
+    import copy
+
+    x, y = _problem()
+    xv, yv = _problem(n=600, seed=99)
+    settings = dict(
+        train=(x, y), val=(xv, yv), sampler=WeightedIndexSampler(row_weights(y.numpy(), "per_class"), seed=3),
+        loss_fn=build_loss("weighted_bce", class_weights=torch.tensor([5.0, 5.0])), label_names=["a", "b"], epochs=6,
+        batch_size=64, early_stop_metric="macro_recall", early_stop_patience=0, seed=5, tuned_thresholds=True,
+    )
+    model = _model()
+    opt = build_optimizer("adam", model, lr=3e-3)
+    saved = {}
+
+    def snapshot(record, prob, state):
+        if record.epoch == 3:
+            saved.update(model=copy.deepcopy(model.state_dict()), opt=copy.deepcopy(opt.state_dict()), state=copy.deepcopy(state))
+
+    whole = fit(model, optimizer=opt, on_epoch_end=snapshot, **settings)
+    again = _model()
+    again.load_state_dict(saved["model"])
+    opt_again = build_optimizer("adam", again, lr=3e-3)
+    opt_again.load_state_dict(saved["opt"])
+    resumed = fit(again, optimizer=opt_again, resume=saved["state"], **settings)
+    assert [r.compared for r in resumed.history] == [r.compared for r in whole.history]
+    assert all(r.compared for r in resumed.history[3:])
+    assert resumed.best_epoch == whole.best_epoch
