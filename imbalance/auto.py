@@ -45,11 +45,12 @@ without early stopping. The time kept is that of as many whole fresh splits as f
 the search (four at most), each estimated from the leading trials' own seconds per epoch and
 updated after every trial; a split that would not finish in the time left is not begun, and
 where not even one fits, the choice is made on validation alone. Without early stopping the
-fresh validation rows choose nothing, so their AUPRC at the last epoch is an honest estimate. Each is scored by its mean over the fresh splits that
-all of them finished, and the simplest model whose mean is within one standard error of the
-best mean is chosen (the one-standard-error rule; the linear and additive models are simpler
-than any with hidden layers): a more complex model has to beat a simpler one by more than the
-splits' noise. The models that become the run are still the trials' own, trained on the
+fresh validation rows choose nothing, so their AUPRC at the last epoch is an honest estimate.
+Each is scored by its mean over the fresh splits that all of them finished, and the simplest
+model whose mean is within one standard error of the best mean is chosen (the
+one-standard-error rule, with the split-to-split variance pooled over the candidates; the
+linear and additive models are simpler than any with hidden layers): a more complex model has
+to beat a simpler one by more than the splits' noise. The models that become the run are still the trials' own, trained on the
 training split.
 """
 
@@ -464,21 +465,37 @@ def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist],
     return chosen + simplest
 
 
+def pooled_standard_error(candidates: list[Finalist]) -> tuple[float, int]:
+    """(The standard error of one candidate's mean over the fresh splits, from the split-to-split
+    variance pooled over every candidate scored on all of them (NaN with fewer than two splits),
+    and how many candidates it pools).
+    With three or four splits one candidate's own variance rests on two or three degrees of
+    freedom, so which model the rule keeps would hinge on how alike one model's few scores
+    happened to be; pooled over the candidates it rests on several times more."""
+    rows = [c.record.resplit_auprc for c in candidates]
+    rows = [r for r in rows if len(r) > 1 and np.isfinite(r).all()]
+    if not rows:
+        return math.nan, 0
+    splits = min(len(r) for r in rows)
+    variance = float(np.mean([np.var(r[:splits], ddof=1) for r in rows]))
+    return math.sqrt(variance / splits), len(rows)
+
+
 def _one_standard_error(candidates: list[Finalist]) -> tuple[list[Finalist], str]:
     """The candidates in the order the final model takes them: first the simplest model whose
-    mean validation AUPRC over the splits is within one standard error of the best mean (the
-    one-standard-error rule: a more complex model must beat a simpler one by more than the
-    noise of the splits), then the others by mean."""
+    mean validation AUPRC over the splits is within one standard error (pooled over the
+    candidates) of the best mean (the one-standard-error rule: a more complex model must beat a
+    simpler one by more than the noise of the splits), then the others by mean."""
     by_mean = sorted(candidates, key=lambda f: f.resplit_key, reverse=True)
     best = by_mean[0]
     scores = best.record.resplit_auprc
-    standard_error = best.record.standard_error
+    standard_error, pooled = pooled_standard_error(candidates)
     if math.isnan(standard_error):
         return by_mean, ""
     close = [f for f in by_mean if f.resplit_key[0] >= best.record.mean_auprc - standard_error]
     pick = min(close, key=lambda f: (f.simplicity, -f.resplit_key[0]))
-    note = (f"The best mean is trial {best.record.number}'s ({best.record.params['model']}, {best.record.mean_auprc:.4f}, "
-            f"standard error {standard_error:.4f} over {len(scores)} fresh splits)")
+    note = (f"The best mean is trial {best.record.number}'s ({best.record.params['model']}, {best.record.mean_auprc:.4f}; "
+            f"standard error {standard_error:.4f} over {len(scores)} fresh splits, pooled over {pooled} trials)")
     if pick is not best:
         note += (f"; trial {pick.record.number} ({pick.record.params['model']}, {pick.record.mean_auprc:.4f}) is within one "
                  "standard error of it and simpler, so it is chosen (the one-standard-error rule).")
@@ -587,8 +604,8 @@ def format_search_markdown(result: SearchResult) -> str:
                   f"({result.resplit_reason}): trials {', '.join(rescored)}, the leading trials of each model, were trained "
                   "again on each for their own best epoch count, without early stopping, and scored at the last epoch; "
                   "`resplit_auprc` and `resplit_f1` are the means over the fresh splits (`resplit_se`: the standard "
-                  "error of the AUPRC mean). Of these, the simplest "
-                  "model within one standard error of the best mean is chosen (models without hidden layers are simpler).",
+                  "error of each trial's AUPRC mean). Of these, the simplest model within one standard error of the best mean "
+                  "is chosen, the split-to-split variance pooled over the trials (models without hidden layers are simpler).",
                   ""]
         if result.rule_note:
             lines += [result.rule_note, ""]

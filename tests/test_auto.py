@@ -1,6 +1,7 @@
 """--preset auto: the search, its files, its budget, Ctrl-C, and that the test split never reaches it."""
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -255,15 +256,28 @@ def _rescored(number: int, model: str, val: float, fresh: list) -> "auto.Finalis
     return auto.Finalist(record, cfg=None, data=None, trained=None, inputs=None)
 
 
-@pytest.mark.parametrize("linear_fresh, chosen", [([0.275, 0.275, 0.275], 1), ([0.26, 0.26, 0.26], 0), ([0.26, 0.29, 0.28], 1)])
-def test_the_one_standard_error_rule_prefers_the_simpler_model_within_the_noise(linear_fresh, chosen):
-    flexible = _rescored(0, "resnet", 0.40, [0.27, 0.29, 0.28])  # mean 0.28, standard error 0.0058; its validation score is ignored
+@pytest.mark.parametrize("linear_fresh, chosen, standard_error", [
+    ([0.276, 0.276, 0.276], 1, "0.0047"),  # pooled variance (1e-4 + 0 + 1e-4) / 3 over 3 splits: 0.0047
+    ([0.274, 0.274, 0.274], 0, "0.0047"),  # 0.274 < 0.28 - 0.0047
+    ([0.26, 0.29, 0.28], 1, "0.0069"),  # a noisier linear model widens the pooled error: (1e-4 + 2.33e-4 + 1e-4) / 3
+])
+def test_the_one_standard_error_rule_prefers_the_simpler_model_within_the_noise(linear_fresh, chosen, standard_error):
+    flexible = _rescored(0, "resnet", 0.40, [0.27, 0.29, 0.28])  # mean 0.28; its validation score is ignored
     linear = _rescored(1, "linear", 0.10, linear_fresh)
     other = _rescored(2, "mlp", 0.35, [0.20, 0.21, 0.22])
     ordered, note = auto._one_standard_error([other, linear, flexible])
     assert ordered[0].record.number == chosen
     assert [f.record.number for f in ordered[1:]] == [n for n in (0, 1, 2) if n != chosen]  # the rest by mean
-    assert ("one-standard-error rule" in note) == (chosen == 1) and "standard error 0.0058 over 3 fresh splits" in note
+    assert ("one-standard-error rule" in note) == (chosen == 1)
+    assert f"standard error {standard_error} over 3 fresh splits, pooled over 3 trials" in note
+
+
+def test_the_pooled_standard_error_leaves_out_failed_splits_and_counts_the_common_ones():
+    se, pooled = auto.pooled_standard_error([_rescored(0, "resnet", 0.4, [0.27, 0.29, 0.28]),
+                                             _rescored(1, "mlp", 0.4, [0.2, float("nan"), 0.3]),  # a failed split: left out
+                                             _rescored(2, "linear", 0.4, [0.25])])  # one split: no variance
+    assert pooled == 1 and se == pytest.approx(0.01 / 3 ** 0.5)
+    assert math.isnan(auto.pooled_standard_error([_rescored(0, "resnet", 0.4, [0.3])])[0])
 
 
 def test_without_two_fresh_splits_the_best_score_is_chosen():
