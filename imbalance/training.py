@@ -467,7 +467,9 @@ def fit(
             best_record = record
         history.append(record)
         if schedule is not None:
-            schedule.step(score)
+            # Compared at a moving operating point, recall and precision are no series a plateau
+            # can follow: it follows the early stopping's own improvements instead.
+            schedule.step(sum(r.improved for r in history if r.member == member) if matched else score)
         if on_epoch_end is not None and dist.is_main:
             on_epoch_end(record, val_prob, FitState(
                 epoch=epoch, stopper=stopper.state_dict(), scheduler=None if schedule is None else schedule.state_dict(),

@@ -350,3 +350,17 @@ def test_a_resumed_fit_compares_at_the_restored_best_epochs_operating_point():
     assert [r.compared for r in resumed.history] == [r.compared for r in whole.history]
     assert all(r.compared for r in resumed.history[3:])
     assert resumed.best_epoch == whole.best_epoch
+
+
+def test_the_plateau_schedule_follows_the_improvements_of_a_metric_compared_at_the_best_operating_point():
+    _, result, _, _ = _fit(early_stop_metric="macro_recall", tuned_thresholds=True, lr_scheduler="plateau",
+                           early_stop_patience=3, epochs=10, lr=3e-2)
+    # ReduceLROnPlateau with patience max(1, 3 // 3) = 1: the rate halves after two epochs in a row without an improvement
+    lr, bad, expected = 3e-2, 0, []
+    for record in result.history:
+        expected.append(lr)
+        bad = 0 if record.improved else bad + 1
+        if bad > 1:
+            lr, bad = lr / 2, 0
+    assert [r.lr for r in result.history] == pytest.approx(expected)
+    assert not all(r.improved for r in result.history)  # the case where the schedule has something to follow
