@@ -216,6 +216,16 @@ class SearchResult:
     resplit_reason: str = ""
     rule_note: str = ""  # how the one-standard-error rule chose among the re-scored trials
 
+    def describe_choice(self) -> str:
+        """The best trial's model as the search names it, with the registered model behind it
+        where they differ: 'resnet (periodic embeddings)', 'linear (mlp without hidden layers, none embeddings)'."""
+        cfg = self.cfg
+        name = next((t.params["model"] for t in self.trials if t.number == (self.chosen or [None])[0]), cfg.model)
+        if name.split(":")[0] == cfg.model and name.partition(":")[2] in ("", cfg.resolved_num_embeddings):
+            return f"{cfg.model} ({cfg.resolved_num_embeddings} embeddings)"
+        hidden = "" if MODEL_CHOICES.get(name, ModelChoice(cfg.model)).simplicity >= 2 else " without hidden layers"
+        return f"{name} ({cfg.model}{hidden}, {cfg.resolved_num_embeddings} embeddings)"
+
     def table(self) -> pd.DataFrame:
         rows = []
         for t in self.trials:
@@ -589,7 +599,7 @@ def format_search_markdown(result: SearchResult) -> str:
     table = result.table().sort_values([*order, "val_auprc", "val_f1_tuned"], ascending=False, na_position="last")
     best = result.cfg
     lines = [f"# Search ({len(result.trials)} trials, {result.seconds:.0f} s{', interrupted' if result.interrupted else ''})", "",
-             f"Best trial ({result.chosen[0]}): `{best.model}` ({best.resolved_num_embeddings} embeddings), sampling "
+             f"Best trial ({result.chosen[0]}): {result.describe_choice()}, sampling "
              f"{best.weight_method if best.use_weighted_sampling else 'none'}, loss {best.loss_type}, "
              f"class weights {best.class_weight_method} x {best.class_weight_multiplier:.2f}, more rows "
              f"{best.resample if best.resample != 'none' else best.generator}, lr {best.lr:.2g}, weight decay {best.weight_decay:.2g}.", ""]

@@ -117,7 +117,7 @@ def search_and_train(cfg: TrainConfig, command: Optional[Sequence[str]] = None) 
             epoch_log=EpochLogger(None, result.data.label_names, quiet=True), started=started, folder=folder)
     members = report["run"]["members"]
     final = (f"an average of {len(members)} trials' models ({', '.join(m['model'] for m in members)})" if len(members) > 1
-             else f"{chosen.model} ({chosen.resolved_num_embeddings} embeddings)")
+             else result.describe_choice())
     print(f"\nsearch: {len(result.trials)} trials in {result.seconds:.0f} s; chosen {final}, see search.md; "
           f"thresholds {source}; scored on the {report['split']} split")
     print_tables(report)

@@ -315,3 +315,18 @@ def test_without_time_for_a_fresh_split_the_search_chooses_on_validation(tmp_pat
     assert "resplit_auprc" not in pd.read_csv(out / "search.csv")
     assert "Chosen on the validation split alone (the rarest label has" in (out / "search.md").read_text()
     assert "no fresh split of the leading trials (about 1000000 s each) fitted in 40% of the time" in (out / "search.md").read_text()
+
+
+@pytest.mark.parametrize("choice, model, embeddings, text", [
+    ("linear", "mlp", "none", "linear (mlp without hidden layers, none embeddings)"),
+    ("additive", "mlp", "piecewise_linear", "additive (mlp without hidden layers, piecewise_linear embeddings)"),
+    ("mlp:piecewise_linear", "mlp", "piecewise_linear", "mlp (piecewise_linear embeddings)"),
+    ("resnet", "resnet", "periodic", "resnet (periodic embeddings)"),
+])
+def test_the_chosen_model_is_named_as_the_search_chose_it(choice, model, embeddings, text):
+    from types import SimpleNamespace
+
+    trials = [auto.TrialRecord(n, "complete", {"model": m}, 0.3, 0.3, 5, 10, 1.0) for n, m in ((2, "tabm"), (7, choice))]
+    cfg = SimpleNamespace(model=model, resolved_num_embeddings=embeddings)
+    result = auto.SearchResult(cfg=cfg, data=None, trained=None, checkpoints=None, trials=trials, seconds=1.0, chosen=[7])
+    assert result.describe_choice() == text
