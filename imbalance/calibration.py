@@ -6,7 +6,7 @@ positives than the real one, so its scores overstate the risk. After training, p
 
 - ``prior``: the closed-form correction for that shift, fitted on nothing. A model trained where
   a positive's odds were multiplied by k (k = w x odds(s) / odds(pi): w the positive's loss
-  weight -- the class weight for ``weighted_bce``, alpha / (1 - alpha) for ``focal``, 1 for
+  weight -- the class weight for ``weighted_bce`` and ``logit_adjusted``, alpha / (1 - alpha) for ``focal``, 1 for
   ``bce`` --, s the positive share its loss saw, pi the real training prevalence) outputs
   odds k times too high; the correction is logit(p) - log k, applied to each member's logits
   before they are averaged (members of an ``--ensemble_top`` average had different recipes).

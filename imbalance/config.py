@@ -271,7 +271,7 @@ class TrainConfig:
         """Settings that are legal but probably not what the user meant."""
         notes = []
         if self.loss_type == "bce" and self.class_weight_method != "none":
-            notes.append(f"--class_weight_method {self.class_weight_method} has no effect with --loss_type bce; use weighted_bce or focal")
+            notes.append(f"--class_weight_method {self.class_weight_method} has no effect with --loss_type bce; use weighted_bce, logit_adjusted or focal")
         if self.loss_type == "focal" and self.focal_alpha is not None and self.class_weight_method != "none":
             notes.append("--focal_alpha overrides the alpha derived from --class_weight_method")
         if self.onehot_groups and not self.augments and self.preset != AUTO_PRESET:

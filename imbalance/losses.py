@@ -14,7 +14,8 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["LOSSES", "build_loss", "focal_alpha_from_weights", "ElementwiseLoss", "BCELoss", "WeightedBCELoss", "FocalLoss"]
+__all__ = ["LOSSES", "build_loss", "focal_alpha_from_weights", "ElementwiseLoss", "BCELoss", "WeightedBCELoss",
+           "LogitAdjustedBCELoss", "FocalLoss"]
 
 LossBuilder = Callable[..., "ElementwiseLoss"]
 LOSSES: Registry[LossBuilder] = Registry("loss")
@@ -65,6 +66,25 @@ class WeightedBCELoss(ElementwiseLoss):
         return self.pos_weight.detach().cpu().expand(n_labels).clone()
 
 
+class LogitAdjustedBCELoss(ElementwiseLoss):
+    """BCE on the logits minus log(w) (logit adjustment, Menon et al., 2021): the model learns
+    logit(p) + log(w), the same odds shift as ``weighted_bce`` with ``pos_weight = w`` at the
+    optimum (a positive counts w times a negative in the decisions), while every row keeps its
+    own weight in the loss. Under heavy weights the weighted loss leaves the negatives a small
+    share of it (x 25 on a half-positive mix: 1/26) and the network learns little about which
+    negatives look like positives; here they keep theirs."""
+
+    def __init__(self, *, pos_weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("log_weight", torch.log(pos_weight.detach().float().clone()))
+
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float() - self.log_weight, targets.float(), reduction="none")
+
+    def positive_weight(self, n_labels: int) -> torch.Tensor:
+        return torch.exp(self.log_weight.detach().cpu()).expand(n_labels).clone()
+
+
 class FocalLoss(ElementwiseLoss):
     """Focal loss (Lin et al., 2017) per label:
 
@@ -102,6 +122,11 @@ def _bce(**_: object) -> ElementwiseLoss:
 @LOSSES.register("weighted_bce")
 def _weighted_bce(*, class_weights: torch.Tensor, **_: object) -> ElementwiseLoss:
     return WeightedBCELoss(pos_weight=class_weights)
+
+
+@LOSSES.register("logit_adjusted")
+def _logit_adjusted(*, class_weights: torch.Tensor, **_: object) -> ElementwiseLoss:
+    return LogitAdjustedBCELoss(pos_weight=class_weights)
 
 
 @LOSSES.register("focal")

@@ -148,7 +148,7 @@ def test_tensorboard_switch():
         ('learning_rate = 0.1\n', "unknown key 'learning_rate'"),
         ('epochs = "ten"\n', "key 'epochs' must be int"),
         ('use_weighted_sampling = 1\n', "key 'use_weighted_sampling' must be bool"),
-        ('loss_type = "hinge"\n', "unknown loss 'hinge'; choose from bce, weighted_bce, focal"),
+        ('loss_type = "hinge"\n', "unknown loss 'hinge'; choose from bce, weighted_bce, logit_adjusted, focal"),
         ('epochs = [1\n', "cannot parse"),
     ],
 )

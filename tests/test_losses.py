@@ -100,13 +100,14 @@ def test_float32_moderate_logits_close_to_float64_reference(name):
     ref = {
         "bce": lambda: _ref_bce(z, y),
         "weighted_bce": lambda: _ref_weighted_bce(z, y, CLASS_WEIGHTS),
+        "logit_adjusted": lambda: _ref_bce(z - torch.log(CLASS_WEIGHTS), y),
         "focal": lambda: _ref_focal(z, y, CLASS_WEIGHTS / (1 + CLASS_WEIGHTS), 2.0),
     }[name]()
     assert got == pytest.approx(float(ref), rel=1e-6, abs=1e-6)
 
 
 def test_every_loss_is_covered_here():
-    assert set(LOSSES.names()) == {"bce", "weighted_bce", "focal"}
+    assert set(LOSSES.names()) == {"bce", "weighted_bce", "logit_adjusted", "focal"}
 
 
 # -------------------------------------------------------------------------------- values
@@ -238,3 +239,39 @@ def test_unknown_loss_is_user_error():
     assert "hinge" in msg
     for name in LOSSES.names():
         assert name in msg
+
+
+def test_logit_adjusted_matches_hand_formula_and_moves_the_odds_like_weighted_bce():
+    z, y = _moderate_logits(), _targets()
+    loss = build_loss("logit_adjusted", class_weights=CLASS_WEIGHTS)
+    assert float(loss(z, y)) == pytest.approx(float(_ref_bce(z - torch.log(CLASS_WEIGHTS), y)), rel=1e-6, abs=1e-6)
+    assert torch.allclose(loss.positive_weight(3), CLASS_WEIGHTS)  # what the prior calibration undoes
+    # One constant logit per label fitted to rows at prevalence q: both losses end at logit(q) + log(w),
+    # the positive's odds multiplied by w, where BCE ends at logit(q).
+    q = 0.1
+    y = torch.cat([torch.ones(10, 3), torch.zeros(90, 3)])
+    for name in ("logit_adjusted", "weighted_bce"):
+        c = torch.zeros(3, requires_grad=True)
+        opt = torch.optim.LBFGS([c], max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-12)
+        fn = build_loss(name, class_weights=CLASS_WEIGHTS)
+
+        def closure():
+            opt.zero_grad()
+            value = fn(c.expand(100, 3), y)
+            value.backward()
+            return value
+
+        opt.step(closure)
+        expected = torch.log(torch.tensor(q / (1 - q))) + torch.log(CLASS_WEIGHTS)
+        assert torch.allclose(c.detach(), expected, atol=1e-3), name
+
+
+def test_logit_adjusted_keeps_each_rows_share_of_the_gradient():
+    # weighted BCE multiplies a positive's gradient by w; logit adjustment leaves every row's
+    # gradient bounded by 1 (sigmoid(z - log w) - y)
+    z = torch.zeros(4, 3, requires_grad=True)
+    y = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    build_loss("logit_adjusted", class_weights=CLASS_WEIGHTS)(z, y).backward()
+    expected = (torch.sigmoid(-torch.log(CLASS_WEIGHTS)) - y) / z.numel()
+    assert torch.allclose(z.grad, expected, atol=1e-7)
+    assert z.grad.abs().max() * z.numel() <= 1.0
