@@ -140,8 +140,15 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def _start(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "train_classifier.py"), *SLOW, "--output_dir", str(out)],
-                            cwd=out.parent, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Under a shell's background job SIGINT is ignored, and a child inherits an ignored signal
+    # (Python then installs no KeyboardInterrupt for it); a run in a terminal has it caught. A
+    # handler here is reset to the default in the child, as in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, str(ROOT / "train_classifier.py"), *SLOW, "--output_dir", str(out)],
+                                cwd=out.parent, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _resume(out: Path) -> None:
