@@ -50,8 +50,13 @@ Each is scored by its mean over the fresh splits that all of them finished, and 
 model whose mean is within one standard error of the best mean is chosen (the
 one-standard-error rule, with the split-to-split variance pooled over the candidates; the
 linear and additive models are simpler than any with hidden layers): a more complex model has
-to beat a simpler one by more than the splits' noise. The models that become the run are still the trials' own, trained on the
-training split.
+to beat a simpler one by more than the splits' noise. Without ``--ensemble_top``, averages of the
+leading trials' models compete as well: the 2, 3, ... best by mean, each scored on the same fresh
+splits from its members' own predictions there (no more training), and simpler than a single
+model only where its most complex member is (an average of the linear and additive models is
+simpler than one network with hidden layers; more members is less simple). Where an average is
+chosen, the final model averages those trials' models, as ``--ensemble_top`` would. The models
+that become the run are still the trials' own, trained on the training split.
 """
 
 from __future__ import annotations
@@ -215,6 +220,7 @@ class SearchResult:
     resplits: int = 0  # fresh splits every re-scored trial was scored on (0: chosen on the validation split alone)
     resplit_reason: str = ""
     rule_note: str = ""  # how the one-standard-error rule chose among the re-scored trials
+    averaged_by_rule: bool = False  # the rule chose the average of several trials' models (not --ensemble_top)
 
     def describe_choice(self) -> str:
         """The best trial's model as the search names it, with the registered model behind it
@@ -326,21 +332,25 @@ class _Fit:
     f1: float
     best_epoch: int
     epochs: int
+    val_prob: Optional[np.ndarray] = None  # with last_epoch: the last epoch's validation probabilities
 
 
 def _fit_and_score(cfg: TrainConfig, data: PreparedData, *, device: Any, stop_check: Any, last_epoch: bool = False) -> _Fit:
     """Train ``cfg`` on ``data`` (with its extra minority rows) and score its best epoch, or with
-    ``last_epoch`` its last; UserError where the rows cannot take the recipe."""
+    ``last_epoch`` its last (with that epoch's validation probabilities); UserError where the rows
+    cannot take the recipe."""
     fit_data = _with_rows(data, cfg)
     inputs = input_spec(cfg, fit_data)
+    last: dict[str, np.ndarray] = {}
     trained = fit_members(cfg, fit_data, inputs, device=device, dist=DistContext(), folder=None,
                           epoch_log=EpochLogger(None, fit_data.label_names, quiet=True),
                           guard=CollapseGuard(fit_data.label_names, levers=Levers.of(cfg)),
-                          checkpoints=RunCheckpoints(cfg=cfg, data=fit_data, inputs=inputs), stop_check=stop_check)
+                          checkpoints=RunCheckpoints(cfg=cfg, data=fit_data, inputs=inputs), stop_check=stop_check,
+                          on_epoch=(lambda record, prob: last.update(prob=prob)) if last_epoch else None)
     result = trained.results[0]
     best = result.history[-1] if last_epoch else next((r for r in result.history if r.epoch == result.best_epoch), result.history[-1])
     return _Fit(fit_data, trained, inputs, float(best.val["macro"]["auprc"]), float(best.val_tuned["macro"]["f1"]),
-                result.best_epoch, len(result.history))
+                result.best_epoch, len(result.history), val_prob=last.get("prob"))
 
 
 def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float, progress: bool = False) -> SearchResult:
@@ -422,14 +432,18 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         log.warning("search interrupted after %d trials: keeping the best so far", len(records))
     if not finalists:
         raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
-    done, rule_note = 0, ""
+    done, rule_note, averaged_by_rule = 0, "", False
     if rounds and not interrupted:
         candidates = _resplit_candidates(finalists, leaders, count)
+        # Without --ensemble_top, averages of the leading trials' models compete with each trial alone.
+        splits: Optional[list] = [] if base.ensemble_top == 1 else None
         done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device,
-                                     estimate=split_seconds(candidates))
+                                     estimate=split_seconds(candidates), predictions=splits)
         if done:
-            ordered, rule_note = _one_standard_error(candidates)
-            finalists = ordered[:base.ensemble_top]
+            averages = average_options(candidates, splits[:done], data.label_names) if splits is not None else []
+            ordered, rule_note, take = _one_standard_error(candidates, averages)
+            finalists = ordered[:max(base.ensemble_top, take)]
+            averaged_by_rule = take > 1
         elif not interrupted:
             reason += (f"; no fresh split of the leading trials (about {split_seconds(candidates):.0f} s each) fitted in "
                        f"{RESPLIT_SHARE:.0%} of the time")
@@ -439,6 +453,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
     result = _final_model(base, finalists, device=device)
     result.trials, result.interrupted = records, interrupted
     result.resplits, result.resplit_reason, result.rule_note = done, reason, rule_note
+    result.averaged_by_rule = averaged_by_rule
     result.seconds = time.perf_counter() - started
     return result
 
@@ -491,36 +506,93 @@ def pooled_standard_error(candidates: list[Finalist]) -> tuple[float, int]:
     return math.sqrt(variance / splits), len(rows)
 
 
-def _one_standard_error(candidates: list[Finalist]) -> tuple[list[Finalist], str]:
-    """The candidates in the order the final model takes them: first the simplest model whose
-    mean validation AUPRC over the splits is within one standard error (pooled over the
-    candidates) of the best mean (the one-standard-error rule: a more complex model must beat a
-    simpler one by more than the noise of the splits), then the others by mean."""
+@dataclass
+class Option:
+    """What the one-standard-error rule chooses among: one re-scored trial, or the average of
+    several re-scored trials' models (their probabilities averaged, as the final model would)."""
+
+    members: list[Finalist]
+    scores: list[float]  # validation macro AUPRC on each fresh split
+
+    @classmethod
+    def single(cls, finalist: Finalist) -> "Option":
+        return cls([finalist], list(finalist.record.resplit_auprc))
+
+    @property
+    def mean(self) -> float:
+        """Over the fresh splits; -inf where a split failed (it ranks last)."""
+        return float(np.mean(self.scores)) if self.scores and np.isfinite(self.scores).all() else -math.inf
+
+    @property
+    def simplicity(self) -> tuple[int, int]:
+        """Lower is simpler: the most complex member's order, then how many models are averaged
+        (an average of a linear and an additive model is simpler than one network with hidden layers)."""
+        return max(m.simplicity for m in self.members), len(self.members)
+
+    def describe(self) -> str:
+        if len(self.members) == 1:
+            return f"trial {self.members[0].record.number} ({self.members[0].record.params['model']})"
+        numbers = ", ".join(str(m.record.number) for m in self.members)
+        return f"the average of trials {numbers} ({', '.join(m.record.params['model'] for m in self.members)})"
+
+
+def average_options(candidates: list[Finalist], splits: list[tuple[np.ndarray, list[Optional[np.ndarray]]]],
+                    label_names: list[str]) -> list[Option]:
+    """The averages of the 2, 3, ... best candidates by mean over the fresh splits, each scored
+    on every split from the candidates' own validation probabilities there (``splits``: each
+    split's validation labels and, per candidate in order, its probabilities or None where it
+    failed). No training: the fresh splits already hold every prediction needed."""
+    if not splits:
+        return []
+    position = {id(c): i for i, c in enumerate(candidates)}
+    ranked = [c for c in sorted(candidates, key=lambda f: f.resplit_key, reverse=True) if np.isfinite(c.record.mean_auprc)]
+    options = []
+    for size in range(2, len(ranked) + 1):
+        members = ranked[:size]
+        scores = []
+        for y, probs in splits:
+            parts = [probs[position[id(m)]] for m in members]
+            scores.append(math.nan if any(p is None for p in parts) else
+                          float(label_metrics(y, np.mean(parts, axis=0), 0.5, label_names)["macro"]["auprc"]))
+        options.append(Option(members, scores))
+    return options
+
+
+def _one_standard_error(candidates: list[Finalist], averages: list[Option] = ()) -> tuple[list[Finalist], str, int]:
+    """The candidates in the order the final model takes them, and how many of them it averages:
+    first the simplest option (a candidate alone, or one of ``averages``) whose mean validation
+    AUPRC over the splits is within one standard error (pooled over the candidates) of the best
+    mean (the one-standard-error rule: a more complex model must beat a simpler one by more than
+    the noise of the splits), then the other candidates by mean."""
     by_mean = sorted(candidates, key=lambda f: f.resplit_key, reverse=True)
-    best = by_mean[0]
-    scores = best.record.resplit_auprc
+    options = [Option.single(f) for f in by_mean] + list(averages)
+    best = max(options, key=lambda o: o.mean)  # of equal means the first: a single trial before an average
     standard_error, pooled = pooled_standard_error(candidates)
-    if math.isnan(standard_error):
-        return by_mean, ""
-    close = [f for f in by_mean if f.resplit_key[0] >= best.record.mean_auprc - standard_error]
-    pick = min(close, key=lambda f: (f.simplicity, -f.resplit_key[0]))
-    note = (f"The best mean is trial {best.record.number}'s ({best.record.params['model']}, {best.record.mean_auprc:.4f}; "
-            f"standard error {standard_error:.4f} over {len(scores)} fresh splits, pooled over {pooled} trials)")
+    if math.isnan(standard_error):  # one fresh split: no noise to weigh, the best score is chosen
+        return [*best.members, *[f for f in by_mean if all(f is not m for m in best.members)]], "", len(best.members)
+    close = [o for o in options if o.mean >= best.mean - standard_error]
+    pick = min(close, key=lambda o: (o.simplicity, -o.mean))
+    note = (f"The best mean is {best.describe()}'s ({best.mean:.4f}; standard error {standard_error:.4f} over "
+            f"{len(best.scores)} fresh splits, pooled over {pooled} trials)")
     if pick is not best:
-        note += (f"; trial {pick.record.number} ({pick.record.params['model']}, {pick.record.mean_auprc:.4f}) is within one "
-                 "standard error of it and simpler, so it is chosen (the one-standard-error rule).")
+        note += (f"; {pick.describe()} ({pick.mean:.4f}) is within one standard error of it and simpler, so it is chosen "
+                 "(the one-standard-error rule).")
         log.info("one-standard-error rule: %s", note)
     else:
-        note += "; no simpler model is within one standard error of it."
-    return [pick, *[f for f in by_mean if f is not pick]], note
+        note += "; no simpler model is within one standard error of it, so it is chosen."
+    if averages:
+        note += " Averages of the leading trials' models on the same splits: " + "; ".join(
+            f"trials {' + '.join(str(m.record.number) for m in o.members)} {o.mean:.4f}" for o in averages) + "."
+    return [*pick.members, *[f for f in by_mean if all(f is not m for m in pick.members)]], note, len(pick.members)
 
 
 def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], rounds: int, *, deadline: float,
-             device: Any, estimate: float) -> tuple[int, bool]:
+             device: Any, estimate: float, predictions: Optional[list] = None) -> tuple[int, bool]:
     """Train every candidate's configuration on ``rounds`` fresh splits, one split at a time; a
     split is not begun when the last one (the first: ``estimate`` seconds) would not fit before
     the deadline, and one the deadline (or Ctrl-C) cuts short is not counted. Returns (splits
-    done, interrupted)."""
+    done, interrupted). ``predictions``, a list: each counted split's validation labels and the
+    candidates' last-epoch validation probabilities (None where one failed) are appended to it."""
     log.info("scoring trials %s again on up to %d fresh train/validation splits", [c.record.number for c in candidates], rounds)
     out_of_time = {"hit": False}
 
@@ -537,7 +609,7 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
             return done, False
         split_started = time.perf_counter()
         fold = resplit(data, seed=base.seed + 1000 * (done + 1))
-        scores = []
+        scores, probs = [], []
         try:
             for candidate in candidates:
                 try:
@@ -548,9 +620,11 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
                     fixed = replace(candidate.cfg, epochs=epochs, early_stop_patience=0)
                     fitted = _fit_and_score(fixed, fold, device=device, stop_check=stop_check, last_epoch=True)
                     scores.append((fitted.auprc, fitted.f1))
+                    probs.append(fitted.val_prob)
                 except UserError as exc:
                     log.info("trial %d on fresh split %d failed: %s", candidate.record.number, done + 1, exc)
                     scores.append((math.nan, math.nan))
+                    probs.append(None)
                 if out_of_time["hit"]:
                     log.info("fresh split %d cut short by the budget: not counted", done + 1)
                     return done, False
@@ -558,6 +632,8 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
             log.warning("re-scoring interrupted: choosing on the %d fresh split(s) finished", done)
             return done, True
         last_split = time.perf_counter() - split_started
+        if predictions is not None:
+            predictions.append((fold.labels["val"], probs))
         for candidate, (auprc, f1) in zip(candidates, scores):
             candidate.record.resplit_auprc.append(auprc)
             candidate.record.resplit_f1.append(f1)
@@ -569,7 +645,7 @@ def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -
     """The best trial's model, or with ``--ensemble_top`` the average of the finalists' models
     (the best trial's configuration and data describe the run; every member keeps its own model)."""
     best = finalists[0]
-    cfg = replace(best.cfg, ensemble_top=base.ensemble_top)
+    cfg = replace(best.cfg, ensemble_top=max(base.ensemble_top, len(finalists)))
     if len(finalists) == 1:
         return SearchResult(cfg=cfg, data=best.data, trained=best.trained, chosen=[best.record.number], trials=[], seconds=0.0,
                             checkpoints=RunCheckpoints(cfg=cfg, data=best.data, inputs=best.inputs))
@@ -604,9 +680,10 @@ def format_search_markdown(result: SearchResult) -> str:
              f"class weights {best.class_weight_method} x {best.class_weight_multiplier:.2f}, more rows "
              f"{best.resample if best.resample != 'none' else best.generator}, lr {best.lr:.2g}, weight decay {best.weight_decay:.2g}.", ""]
     if len(result.chosen) > 1:
-        lines += [f"The final model averages the {len(result.chosen)} best trials ({', '.join(map(str, result.chosen))}; "
-                  f"--ensemble_top {best.ensemble_top}): validation macro AUPRC {result.ensemble_val_auprc:.4f} "
-                  f"(best single trial {table['val_auprc'].max():.4f}).", ""]
+        why = ("their average scored best on the fresh splits, below" if result.averaged_by_rule else
+               f"the {len(result.chosen)} best trials; --ensemble_top {best.ensemble_top}")
+        lines += [f"The final model averages the models of trials {', '.join(map(str, result.chosen))} ({why}): validation "
+                  f"macro AUPRC {result.ensemble_val_auprc:.4f} (best single trial {table['val_auprc'].max():.4f}).", ""]
     lines += ["Scored on validation rows only (best epoch's macro AUPRC; ties: tuned F1); the test split never reaches the search.", ""]
     if result.resplits:
         rescored = [str(t.number) for t in result.trials if t.resplit_auprc]

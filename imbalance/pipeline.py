@@ -358,14 +358,17 @@ def _result_summary(result: FitResult) -> dict[str, Any]:
 
 def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, device: torch.device, dist: DistContext,
                 folder: Optional[RunFolder], epoch_log: EpochLogger, guard: CollapseGuard, checkpoints: RunCheckpoints,
-                progress: bool = False, stop_check: Optional[Callable[[EpochRecord], Optional[str]]] = None) -> TrainedModels:
+                progress: bool = False, stop_check: Optional[Callable[[EpochRecord], Optional[str]]] = None,
+                on_epoch: Optional[Callable[[EpochRecord, np.ndarray], None]] = None) -> TrainedModels:
     """Train ``cfg.ensemble`` members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...) on the same split.
 
     After every epoch ``last.pt`` holds the finished members and the current one's last epoch
     (with its optimiser and :class:`ResumePoint` state), and ``best.pt`` the finished members and
     the current one's best epoch, so a run stopped at any point leaves a usable checkpoint. Only
     the process that owns ``folder`` (rank 0) writes them. With ``--resume`` every process reads
-    ``last.pt`` and training goes on from the epoch after it, as if never stopped.
+    ``last.pt`` and training goes on from the epoch after it, as if never stopped. ``stop_check``
+    (see :func:`imbalance.training.fit`) and ``on_epoch`` (given each epoch's record and validation
+    probabilities) are a search's own hooks.
     """
     names = data.label_names
     # Class weights correct what the sampler leaves: computed on the mix each label's loss sees.
@@ -409,6 +412,8 @@ def fit_members(cfg: TrainConfig, data: PreparedData, inputs: InputSpec, *, devi
         def on_epoch_end(record: EpochRecord, val_prob: np.ndarray, state: FitState, parts: Components = parts) -> None:
             epoch_log.log_epoch(record)
             guard.update(record)
+            if on_epoch is not None:
+                on_epoch(record, val_prob)
             if folder is None:
                 return
             finished = [r.best_state for r in results]

@@ -82,7 +82,8 @@ def test_ensemble_top_averages_the_best_trials_models_in_one_checkpoint(tmp_path
     report = json.loads((out / "metrics.json").read_text())
     assert [m["trial"] for m in report["run"]["members"]] == top["trial"].tolist() and report["run"]["ensemble"] == 2
     assert json.loads((out / "config.json").read_text())["ensemble_top"] == 2
-    assert "averages the 2 best trials" in (out / "search.md").read_text()
+    assert (f"averages the models of trials {', '.join(map(str, top['trial']))} (the 2 best trials; --ensemble_top 2)"
+            in (out / "search.md").read_text())
     # predict.py scores with both members and reproduces the run's own test predictions
     expected_preds = pd.read_csv(out / "test_predictions.csv")
     rows = pd.read_csv(cohort_csv).iloc[expected_preds["row"]]
@@ -265,7 +266,8 @@ def test_the_one_standard_error_rule_prefers_the_simpler_model_within_the_noise(
     flexible = _rescored(0, "resnet", 0.40, [0.27, 0.29, 0.28])  # mean 0.28; its validation score is ignored
     linear = _rescored(1, "linear", 0.10, linear_fresh)
     other = _rescored(2, "mlp", 0.35, [0.20, 0.21, 0.22])
-    ordered, note = auto._one_standard_error([other, linear, flexible])
+    ordered, note, take = auto._one_standard_error([other, linear, flexible])
+    assert take == 1
     assert ordered[0].record.number == chosen
     assert [f.record.number for f in ordered[1:]] == [n for n in (0, 1, 2) if n != chosen]  # the rest by mean
     assert ("one-standard-error rule" in note) == (chosen == 1)
@@ -281,10 +283,58 @@ def test_the_pooled_standard_error_leaves_out_failed_splits_and_counts_the_commo
 
 
 def test_without_two_fresh_splits_the_best_score_is_chosen():
-    ordered, note = auto._one_standard_error([_rescored(1, "linear", 0.27, []), _rescored(0, "resnet", 0.30, [])])
-    assert [f.record.number for f in ordered] == [0, 1] and note == ""
-    ordered, note = auto._one_standard_error([_rescored(1, "linear", 0.5, [0.27]), _rescored(0, "resnet", 0.1, [0.30])])
-    assert [f.record.number for f in ordered] == [0, 1] and note == ""  # one fresh split: its score, no rule
+    ordered, note, take = auto._one_standard_error([_rescored(1, "linear", 0.27, []), _rescored(0, "resnet", 0.30, [])])
+    assert [f.record.number for f in ordered] == [0, 1] and note == "" and take == 1
+    ordered, note, take = auto._one_standard_error([_rescored(1, "linear", 0.5, [0.27]), _rescored(0, "resnet", 0.1, [0.30])])
+    assert [f.record.number for f in ordered] == [0, 1] and note == "" and take == 1  # one fresh split: its score, no rule
+
+
+def _two_splits_of_complementary_models():
+    """Two fresh splits on which trial 0 ranks the first half of the positives well and trial 1
+    the second half: each alone is mediocre, their average ranks every positive first."""
+    rng = np.random.default_rng(0)
+    splits = []
+    for _ in range(2):
+        y = np.zeros((40, 1))
+        y[:8] = 1
+        first, second = rng.uniform(0, 0.5, (40, 1)), rng.uniform(0, 0.5, (40, 1))
+        first[:4], second[4:8] = 0.9, 0.9  # each model is sure of half the positives
+        first[4:8], second[:4] = 0.45, 0.45  # and barely above the negatives on the other half
+        splits.append((y, [first, second, None]))  # the third candidate failed on both splits
+    return splits
+
+
+def test_averages_of_the_leading_trials_are_scored_from_their_predictions_on_the_fresh_splits():
+    from imbalance.metrics import label_metrics
+
+    splits = _two_splits_of_complementary_models()
+    alone = [[float(label_metrics(y, probs[i], 0.5, ["y"])["macro"]["auprc"]) for y, probs in splits] for i in (0, 1)]
+    candidates = [_rescored(0, "resnet", 0.4, alone[0]), _rescored(1, "mlp", 0.4, alone[1]),
+                  _rescored(2, "tabm", 0.4, [float("nan"), float("nan")])]
+    averages = auto.average_options(candidates, splits, ["y"])
+    assert len(averages) == 1  # the failed candidate is in no average
+    (pair,) = averages
+    assert {m.record.number for m in pair.members} == {0, 1}
+    for (y, probs), score in zip(splits, pair.scores):
+        assert score == pytest.approx(label_metrics(y, (probs[0] + probs[1]) / 2, 0.5, ["y"])["macro"]["auprc"])
+    assert pair.mean > max(np.mean(a) for a in alone)
+    assert pair.simplicity == (2, 2) and "the average of trials" in pair.describe()
+
+
+def test_an_average_is_chosen_only_where_it_beats_the_simpler_options_by_more_than_the_noise():
+    flexible = _rescored(0, "resnet", 0.4, [0.27, 0.29, 0.28])
+    other = _rescored(2, "mlp", 0.4, [0.25, 0.26, 0.27])
+    linear = _rescored(1, "linear", 0.4, [0.20, 0.21, 0.22])
+    better = auto.Option([flexible, other], [0.31, 0.32, 0.33])  # 0.32: well above 0.28 + 0.0058
+    ordered, note, take = auto._one_standard_error([linear, other, flexible], [better])
+    assert take == 2 and [f.record.number for f in ordered] == [0, 2, 1]  # its members first, then the rest by mean
+    assert "The best mean is the average of trials 0, 2 (resnet, mlp)'s (0.3200" in note and "trials 0 + 2 0.3200" in note
+    within = auto.Option([flexible, other], [0.28, 0.285, 0.29])  # 0.285: within the error of trial 0's 0.28
+    ordered, note, take = auto._one_standard_error([linear, other, flexible], [within])
+    assert take == 1 and ordered[0].record.number == 0 and "trial 0 (resnet) (0.2800) is within one standard error" in note
+    simple = auto.Option([linear, _rescored(3, "additive", 0.4, [0.2, 0.2, 0.2])], [0.275, 0.28, 0.285])
+    ordered, note, take = auto._one_standard_error([linear, other, flexible], [simple])
+    assert take == 2 and {f.record.number for f in ordered[:2]} == {1, 3}  # no hidden layers: simpler than trial 0
 
 
 def _timed(number: int, seconds: float, best_epoch: int, epochs: int) -> "auto.Finalist":
@@ -330,3 +380,40 @@ def test_the_chosen_model_is_named_as_the_search_chose_it(choice, model, embeddi
     cfg = SimpleNamespace(model=model, resolved_num_embeddings=embeddings)
     result = auto.SearchResult(cfg=cfg, data=None, trained=None, checkpoints=None, trials=trials, seconds=1.0, chosen=[7])
     assert result.describe_choice() == text
+
+
+def test_an_average_the_rule_chooses_becomes_the_run_and_predict_reproduces_it(tmp_path, cohort_csv, monkeypatch):
+    real = auto.average_options
+
+    def winning(candidates, splits, label_names):  # the real averages, the first made to win
+        averages = real(candidates, splits, label_names)
+        assert averages and all(len(o.scores) == 2 and np.isfinite(o.scores).all() for o in averages)
+        averages[0].scores = [1.0] * len(averages[0].scores)
+        return averages
+
+    monkeypatch.setattr(auto, "average_options", winning)
+    out = tmp_path / "run"
+    assert _auto(cohort_csv, out, "--max_trials", 3, "--time_budget", 300, "--resplits", 2) == 0
+    table = pd.read_csv(out / "search.csv").dropna(subset=["resplit_auprc"])
+    pair = table.sort_values(["resplit_auprc", "resplit_f1", "trial"], ascending=[False, False, True]).head(2)["trial"].tolist()
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert len(ckpt["members"]) == 2 and ckpt["complete"]
+    report = json.loads((out / "metrics.json").read_text())
+    assert [m["trial"] for m in report["run"]["members"]] == pair
+    assert json.loads((out / "config.json").read_text())["ensemble_top"] == 2
+    text = (out / "search.md").read_text()
+    assert f"averages the models of trials {', '.join(map(str, pair))} (their average scored best on the fresh splits" in text
+    assert f"trials {' + '.join(map(str, pair))} 1.0000" in text
+    preds = pd.read_csv(out / "test_predictions.csv")
+    pd.read_csv(cohort_csv).iloc[preds["row"]].to_csv(tmp_path / "new.csv", index=False)
+    assert predict.main(["--checkpoint", str(out), "--csv_path", str(tmp_path / "new.csv"), "--output", str(tmp_path / "p.csv")]) == 0
+    pd.testing.assert_series_equal(pd.read_csv(tmp_path / "p.csv")["label_ckd_prob"], preds["label_ckd_prob"], check_exact=False,
+                                   atol=1e-6)
+
+
+def test_with_one_fresh_split_an_average_with_the_best_score_is_chosen():
+    flexible, linear = _rescored(0, "resnet", 0.1, [0.30]), _rescored(1, "linear", 0.5, [0.27])
+    ordered, note, take = auto._one_standard_error([linear, flexible], [auto.Option([flexible, linear], [0.31])])
+    assert take == 2 and [f.record.number for f in ordered] == [0, 1] and note == ""
+    ordered, note, take = auto._one_standard_error([linear, flexible], [auto.Option([flexible, linear], [0.29])])
+    assert take == 1 and [f.record.number for f in ordered] == [0, 1]
