@@ -417,3 +417,22 @@ def test_with_one_fresh_split_an_average_with_the_best_score_is_chosen():
     assert take == 2 and [f.record.number for f in ordered] == [0, 1] and note == ""
     ordered, note, take = auto._one_standard_error([linear, flexible], [auto.Option([flexible, linear], [0.29])])
     assert take == 1 and [f.record.number for f in ordered] == [0, 1]
+
+
+def test_a_fresh_split_keeps_the_predictions_of_the_epoch_it_scores(cohort_csv):
+    from dataclasses import replace
+
+    from imbalance.distributed import DistContext
+    from imbalance.metrics import label_metrics
+    from imbalance.pipeline import prepare_data
+
+    base, _ = parse_config(["--preset", "auto", "--csv_path", str(cohort_csv), "--id_col", "patient_id", *SMALL])
+    data = auto.resplit(prepare_data(base, dist=DistContext(), keep_search_rows=True), seed=1001)
+    # a high rate for a few epochs: the kept (best) epoch is not the last, which the fresh split scores
+    cfg = replace(base, **{**auto.TRIAL_SETTINGS, "epochs": 4, "early_stop_patience": 0}, early_stop_metric="macro_auprc",
+                  preset="auto", lr=3e-2)
+    fitted = auto._fit_and_score(cfg, data, device="cpu", stop_check=None, last_epoch=True)
+    assert fitted.epochs == 4 and fitted.best_epoch < 4 and fitted.val_prob.shape == data.labels["val"].shape
+    scored = label_metrics(data.labels["val"], fitted.val_prob, 0.5, data.label_names)["macro"]["auprc"]
+    assert scored == pytest.approx(fitted.auprc)
+    assert auto._fit_and_score(cfg, data, device="cpu", stop_check=None).val_prob is None  # a trial keeps none
