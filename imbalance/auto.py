@@ -440,7 +440,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device,
                                      estimate=split_seconds(candidates), predictions=splits)
         if done:
-            averages = average_options(candidates, splits[:done], data.label_names) if splits is not None else []
+            averages = average_options(candidates, splits, data.label_names) if splits is not None else []
             ordered, rule_note, take = _one_standard_error(candidates, averages)
             finalists = ordered[:max(base.ensemble_top, take)]
             averaged_by_rule = take > 1
@@ -544,17 +544,17 @@ def average_options(candidates: list[Finalist], splits: list[tuple[np.ndarray, l
     failed). No training: the fresh splits already hold every prediction needed."""
     if not splits:
         return []
-    position = {id(c): i for i, c in enumerate(candidates)}
-    ranked = [c for c in sorted(candidates, key=lambda f: f.resplit_key, reverse=True) if np.isfinite(c.record.mean_auprc)]
+    ranked = [i for i in sorted(range(len(candidates)), key=lambda i: candidates[i].resplit_key, reverse=True)
+              if np.isfinite(candidates[i].record.mean_auprc)]
     options = []
     for size in range(2, len(ranked) + 1):
         members = ranked[:size]
         scores = []
         for y, probs in splits:
-            parts = [probs[position[id(m)]] for m in members]
+            parts = [probs[i] for i in members]
             scores.append(math.nan if any(p is None for p in parts) else
                           float(label_metrics(y, np.mean(parts, axis=0), 0.5, label_names)["macro"]["auprc"]))
-        options.append(Option(members, scores))
+        options.append(Option([candidates[i] for i in members], scores))
     return options
 
 
@@ -569,20 +569,21 @@ def _one_standard_error(candidates: list[Finalist], averages: list[Option] = ())
     best = max(options, key=lambda o: o.mean)  # of equal means the first: a single trial before an average
     standard_error, pooled = pooled_standard_error(candidates)
     if math.isnan(standard_error):  # one fresh split: no noise to weigh, the best score is chosen
-        return [*best.members, *[f for f in by_mean if all(f is not m for m in best.members)]], "", len(best.members)
-    close = [o for o in options if o.mean >= best.mean - standard_error]
-    pick = min(close, key=lambda o: (o.simplicity, -o.mean))
-    note = (f"The best mean is {best.describe()}'s ({best.mean:.4f}; standard error {standard_error:.4f} over "
-            f"{len(best.scores)} fresh splits, pooled over {pooled} trials)")
-    if pick is not best:
-        note += (f"; {pick.describe()} ({pick.mean:.4f}) is within one standard error of it and simpler, so it is chosen "
-                 "(the one-standard-error rule).")
-        log.info("one-standard-error rule: %s", note)
+        pick, note = best, ""
     else:
-        note += "; no simpler model is within one standard error of it, so it is chosen."
-    if averages:
-        note += " Averages of the leading trials' models on the same splits: " + "; ".join(
-            f"trials {' + '.join(str(m.record.number) for m in o.members)} {o.mean:.4f}" for o in averages) + "."
+        close = [o for o in options if o.mean >= best.mean - standard_error]
+        pick = min(close, key=lambda o: (o.simplicity, -o.mean))
+        note = (f"The best mean is {best.describe()}'s ({best.mean:.4f}; standard error {standard_error:.4f} over "
+                f"{len(best.scores)} fresh splits, pooled over {pooled} trials)")
+        if pick is not best:
+            note += (f"; {pick.describe()} ({pick.mean:.4f}) is within one standard error of it and simpler, so it is "
+                     "chosen (the one-standard-error rule).")
+            log.info("one-standard-error rule: %s", note)
+        else:
+            note += "; no simpler model is within one standard error of it, so it is chosen."
+        if averages:
+            note += " Averages of the leading trials' models on the same splits: " + "; ".join(
+                f"trials {' + '.join(str(m.record.number) for m in o.members)} {o.mean:.4f}" for o in averages) + "."
     return [*pick.members, *[f for f in by_mean if all(f is not m for m in pick.members)]], note, len(pick.members)
 
 
@@ -642,8 +643,9 @@ def _rescore(base: TrainConfig, data: PreparedData, candidates: list[Finalist], 
 
 
 def _final_model(base: TrainConfig, finalists: list[Finalist], *, device: Any) -> SearchResult:
-    """The best trial's model, or with ``--ensemble_top`` the average of the finalists' models
-    (the best trial's configuration and data describe the run; every member keeps its own model)."""
+    """The best trial's model, or the average of the finalists' models (``--ensemble_top``, or an
+    average the one-standard-error rule chose; the best trial's configuration and data describe
+    the run; every member keeps its own model)."""
     best = finalists[0]
     cfg = replace(best.cfg, ensemble_top=max(base.ensemble_top, len(finalists)))
     if len(finalists) == 1:
