@@ -40,8 +40,9 @@ trial that scored best on validation is often only the luckiest, and a best epoc
 AUPRC is the maximum over epochs, biased up most for the models that vary most. The search then
 keeps time to train the leading trials (the best trial of each model, three at most, and the
 best linear and additive trials) again on fresh stratified train/validation splits of the same
-non-test rows, one split at a time, each for the trial's own number of epochs (its best epoch)
-without early stopping. The time kept is that of as many whole fresh splits as fit in 40% of
+non-test rows, one split at a time (each fresh validation split drawn from the training rows
+alone: the rows that chose the trials are not scored again, they join the fresh training rows),
+each for the trial's own number of epochs (its best epoch) without early stopping. The time kept is that of as many whole fresh splits as fit in 40% of
 the search (four at most), each estimated from the leading trials' own seconds per epoch and
 updated after every trial; a split that would not finish in the time left is not begun, and
 where not even one fits, the choice is made on validation alone. Without early stopping the
@@ -143,7 +144,7 @@ FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the fin
 # Re-scoring on fresh splits (--resplits): where validation holds few positives, the trial that
 # scored best on it is often the luckiest, not the best. The leading trials (the best of each
 # model, then the best overall) are trained again on fresh train/validation splits of the same
-# non-test rows, and chosen by their mean validation AUPRC over every split (the original one too).
+# non-test rows (validation drawn from the training rows alone), and chosen by their mean validation AUPRC.
 RESPLIT_BELOW_POSITIVES = 100  # the default applies when the rarest label has fewer validation positives
 RESPLIT_ROUNDS = 4  # the default number of fresh splits
 RESPLIT_CANDIDATES = 3  # trials scored again (at least --ensemble_top), besides the simplest models' best
@@ -306,19 +307,28 @@ def resplit_rounds(base: TrainConfig, data: PreparedData) -> tuple[int, str]:
 
 def resplit(data: PreparedData, seed: int) -> PreparedData:
     """The prepared data with a fresh stratified train/validation split of its training and
-    validation rows (the same validation size; the test rows stay where they are, unread)."""
-    rows = EncodedRows.concat([data.real_train, data.rows["val"]])
-    labels = np.concatenate([data.real_train_labels, data.labels["val"]])
-    positions = np.concatenate([data.splits["train"], data.splits["val"]])
-    features = pd.concat([data.train_features, data.val_features])
-    parts = split_indices(labels, val_fraction=len(data.splits["val"]) / len(positions), test_fraction=0.0, stratify=True,
+    validation rows: the fresh validation rows are drawn from the training split only (as many
+    as the validation split has, at most half of them), and the original validation rows join
+    the fresh training rows. The test rows stay where they are, unread.
+
+    The search chose its leading trials by their score on the original validation rows, so a
+    fresh validation split that holds some of those rows hands part of that luck back to the
+    trials it favoured; rows that never scored a trial carry none of it (measured on stroke:
+    README, "Few validation positives")."""
+    train_rows, train_labels = data.real_train, data.real_train_labels
+    size = min(len(data.splits["val"]), len(train_labels) // 2)
+    parts = split_indices(train_labels, val_fraction=size / len(train_labels), test_fraction=0.0, stratify=True,
                           seed=seed, label_names=data.label_names)
-    train, val = parts["train"], parts["val"]
-    return replace(data, splits={**data.splits, "train": positions[train], "val": positions[val]},
-                   rows={**data.rows, "train": rows.take(train), "val": rows.take(val)},
-                   labels={**data.labels, "train": labels[train], "val": labels[val]},
-                   real_train=rows.take(train), real_train_labels=labels[train],
-                   train_features=features.iloc[train], val_features=features.iloc[val], augmented=None)
+    keep, val = parts["train"], parts["val"]
+    rows = EncodedRows.concat([train_rows.take(keep), data.rows["val"]])
+    labels = np.concatenate([train_labels[keep], data.labels["val"]])
+    features = pd.concat([data.train_features.iloc[keep], data.val_features])
+    return replace(data, splits={**data.splits, "train": np.concatenate([data.splits["train"][keep], data.splits["val"]]),
+                                 "val": data.splits["train"][val]},
+                   rows={**data.rows, "train": rows, "val": train_rows.take(val)},
+                   labels={**data.labels, "train": labels, "val": train_labels[val]},
+                   real_train=rows, real_train_labels=labels,
+                   train_features=features, val_features=data.train_features.iloc[val], augmented=None)
 
 
 @dataclass
@@ -689,7 +699,7 @@ def format_search_markdown(result: SearchResult) -> str:
     lines += ["Scored on validation rows only (best epoch's macro AUPRC; ties: tuned F1); the test split never reaches the search.", ""]
     if result.resplits:
         rescored = [str(t.number) for t in result.trials if t.resplit_auprc]
-        lines += [f"Chosen on {result.resplits} fresh train/validation split(s) of the same non-test rows "
+        lines += [f"Chosen on {result.resplits} fresh train/validation split(s) of the same non-test rows (validation rows drawn from the training split) "
                   f"({result.resplit_reason}): trials {', '.join(rescored)}, the leading trials of each model, were trained "
                   "again on each for their own best epoch count, without early stopping, and scored at the last epoch; "
                   "`resplit_auprc` and `resplit_f1` are the means over the fresh splits (`resplit_se`: the standard "

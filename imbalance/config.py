@@ -180,7 +180,7 @@ class TrainConfig:
     time_budget: float = _opt(600.0, "--preset auto: seconds for the whole run, search and final scoring (held within 10 percent)")
     max_trials: int = _opt(0, "--preset auto: stop the search after this many trials (0 = as many as the budget allows)")
     ensemble_top: int = _opt(1, "--preset auto: average the models of the K best trials (different models and recipes) in one checkpoint")
-    resplits: Optional[int] = _opt(None, "--preset auto: score the leading trials again on N fresh train/validation splits of the non-test rows and choose by the mean (default: 4 when the rarest label has fewer than 100 validation positives, else 0)")
+    resplits: Optional[int] = _opt(None, "--preset auto: score the leading trials again on N fresh train/validation splits of the non-test rows (validation rows drawn from the training split) and choose by the mean (default: 4 when the rarest label has fewer than 100 validation positives, else 0)")
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
