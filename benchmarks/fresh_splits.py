@@ -100,6 +100,7 @@ def main() -> None:
     if numbers and not args.search_csv:
         sys.exit("error: --trials needs --search_csv (the search.csv they come from)")
 
+    import optuna
     import torch
     torch.set_num_threads(1)
     cfg, _ = parse_config(["--csv_path", str(csv), *flags, "--seed", str(args.seed), "--preset", "auto",
@@ -120,7 +121,6 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, params in configs.items():
         started = time.perf_counter()
-        import optuna
         trial_cfg, _ = auto.suggest(optuna.trial.FixedTrial(params), cfg, data)
         original = auto._fit_and_score(trial_cfg, data, device=device, stop_check=lambda record: None)
         fixed = replace(trial_cfg, epochs=max(1, original.best_epoch), early_stop_patience=0)
