@@ -427,16 +427,34 @@ def resolve_preset(name: str) -> Path:
 class _Parser(argparse_dataclass.ArgumentParser):
     """argparse-dataclass parser whose errors are one line naming the flag and the fix."""
 
+    given: list[str] = []  # the command line being parsed, set by parse_config: names the flag before a stray value
+
     def error(self, message: str) -> typing.NoReturn:  # argparse's hook for every parse failure
         if message.startswith("unrecognized arguments"):
-            unknown = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            extra = message.split(":", 1)[1].split()
             flags = sorted({s for a in self._actions for s in a.option_strings if s.startswith("--") and (s == _canonical(s))})
-            hints = []
-            for flag in unknown:
-                close = difflib.get_close_matches(_canonical(flag.split("=")[0]), flags, n=1)
-                hints.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
-            message = f"unknown flag {', '.join(hints)}; valid flags: {' '.join(flags)}"
+            problems = []
+            unknown = [a for a in extra if a.startswith("-")]
+            if unknown:
+                hints = []
+                for flag in unknown:
+                    close = difflib.get_close_matches(_canonical(flag.split("=")[0]), flags, n=1)
+                    hints.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+                problems.append(f"unknown flag {', '.join(hints)}")
+            for value in (a for a in extra if not a.startswith("-")):
+                problems.append(self._stray(value))
+            message = "; ".join(problems) + (f"; valid flags: {' '.join(flags)}" if unknown else "")
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _stray(self, value: str) -> str:
+        """A value no flag takes: name the flag before it where that flag takes none (a yes/no switch)."""
+        where = self.given.index(value) if value in self.given else -1
+        before = self.given[where - 1] if where > 0 else ""
+        switch = next((a for a in self._actions if before in a.option_strings and a.nargs == 0), None)
+        if switch is not None:
+            name = _canonical(before)[2:].removeprefix("no_")
+            return (f"{before} takes no value, got {value!r}: write --{name} to turn it on or --no_{name} to turn it off")
+        return f"unexpected value {value!r}: every value follows its flag (--flag VALUE)"
 
 
 def _canonical(flag: str) -> str:
@@ -480,6 +498,7 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: Optional[str] = Non
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_arg_parser(prog)
+    parser.given = argv
     # The base class's parse: argparse-dataclass's own fills in defaults, which would hide
     # which flags were given and so break the preset layering.
     namespace, extra = argparse.ArgumentParser.parse_known_args(parser, argv)

@@ -182,6 +182,17 @@ def test_unknown_flag_is_one_line_with_valid_flags(capsys):
     assert "unknown flag --lerning_rate" in err and "--class_weight_multiplier" in err
 
 
+def test_a_value_after_a_yes_no_flag_names_both_spellings(capsys):
+    with pytest.raises(SystemExit) as info:
+        _parse("--no-optimize-thresholds off --lerning_rate 0.1")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown flag --lerning_rate" in err
+    assert "--no-optimize-thresholds takes no value, got 'off'" in err
+    assert "--optimize_thresholds to turn it on or --no_optimize_thresholds to turn it off" in err
+
+
 def test_unknown_choice_lists_choices(capsys):
     with pytest.raises(SystemExit):
         _parse("--weight_method extreme")
