@@ -42,11 +42,12 @@ keeps time to train the leading trials (the best trial of each model, three at m
 best linear and additive trials) again on fresh stratified train/validation splits of the same
 non-test rows, one split at a time (each fresh validation split drawn from the training rows
 alone: the rows that chose the trials are not scored again, they join the fresh training rows),
-each for the trial's own number of epochs (its best epoch) without early stopping. The time kept is that of as many whole fresh splits as fit in 40% of
-the search (four at most), each estimated from the leading trials' own seconds per epoch and
-updated after every trial; a split that would not finish in the time left is not begun, and
-where not even one fits, the choice is made on validation alone. Without early stopping the
-fresh validation rows choose nothing, so their AUPRC at the last epoch is an honest estimate.
+each for the trial's own number of epochs (its best epoch) without early stopping. The time
+kept is that of as many whole fresh splits as fit in 40% of the search (four at most), each
+estimated from the leading trials' own seconds per epoch and updated after every trial; a
+split that would not finish in the time left is not begun, and where not even one fits, the
+choice is made on validation alone. Without early stopping the fresh validation rows choose
+nothing, so their AUPRC at the last epoch is an honest estimate.
 Each is scored by its mean over the fresh splits that all of them finished, and the simplest
 model whose mean is within one standard error of the best mean is chosen (the
 one-standard-error rule, with the split-to-split variance pooled over the candidates; the

@@ -427,7 +427,7 @@ def resolve_preset(name: str) -> Path:
 class _Parser(argparse_dataclass.ArgumentParser):
     """argparse-dataclass parser whose errors are one line naming the flag and the fix."""
 
-    given: list[str] = []  # the command line being parsed, set by parse_config: names the flag before a stray value
+    given: Sequence[str] = ()  # the command line being parsed, set by parse_config: names the flag before a stray value
 
     def error(self, message: str) -> typing.NoReturn:  # argparse's hook for every parse failure
         if message.startswith("unrecognized arguments"):
@@ -448,12 +448,12 @@ class _Parser(argparse_dataclass.ArgumentParser):
 
     def _stray(self, value: str) -> str:
         """A value no flag takes: name the flag before it where that flag takes none (a yes/no switch)."""
-        where = self.given.index(value) if value in self.given else -1
-        before = self.given[where - 1] if where > 0 else ""
-        switch = next((a for a in self._actions if before in a.option_strings and a.nargs == 0), None)
-        if switch is not None:
+        switches = {s for a in self._actions if a.nargs == 0 for s in a.option_strings}
+        before = next((self.given[i - 1] for i in range(1, len(self.given))
+                       if self.given[i] == value and self.given[i - 1] in switches), None)
+        if before is not None:
             name = _canonical(before)[2:].removeprefix("no_")
-            return (f"{before} takes no value, got {value!r}: write --{name} to turn it on or --no_{name} to turn it off")
+            return f"{before} takes no value, got {value!r}: write --{name} to turn it on or --no_{name} to turn it off"
         return f"unexpected value {value!r}: every value follows its flag (--flag VALUE)"
 
 
