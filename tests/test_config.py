@@ -193,6 +193,15 @@ def test_a_value_after_a_yes_no_flag_names_both_spellings(capsys):
     assert "--optimize_thresholds to turn it on or --no_optimize_thresholds to turn it off" in err
 
 
+def test_a_stray_value_is_traced_to_the_switch_before_it_not_to_an_earlier_flag_with_the_same_value(capsys):
+    with pytest.raises(SystemExit):
+        _parse("--epochs 3 --use_weighted_sampling 3")
+    assert "--use_weighted_sampling takes no value, got '3'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _parse("--epochs 3 five")
+    assert "unexpected value 'five': every value follows its flag" in capsys.readouterr().err
+
+
 def test_unknown_choice_lists_choices(capsys):
     with pytest.raises(SystemExit):
         _parse("--weight_method extreme")
