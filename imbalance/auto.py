@@ -202,6 +202,11 @@ class Finalist:
         return MODEL_CHOICES[self.record.params["model"]].simplicity
 
     @property
+    def untuned(self) -> bool:
+        """One of the starting points: settings fixed before the search, none chosen on validation."""
+        return self.record.params in STARTING_POINTS
+
+    @property
     def resplit_key(self) -> tuple[float, float, int]:
         """The same, as means over the original and the fresh splits (NaN, from a failed split, ranks last)."""
         auprc, f1 = self.record.mean_auprc, self.record.mean_f1
@@ -386,6 +391,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
     records: list[TrialRecord] = []
     finalists: list[Finalist] = []  # the best base.ensemble_top trials so far, best first
     leaders: dict[str, Finalist] = {}  # with re-scoring: the best trial of each model so far
+    untuned: list[Finalist] = []  # with re-scoring: the starting points of the models without hidden layers
 
     def objective(trial: Any) -> float:
         trial_started = time.perf_counter()
@@ -423,8 +429,10 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
             model = params["model"]
             if rounds and (model not in leaders or finalist.rank_key > leaders[model].rank_key):
                 leaders[model] = finalist
+            if rounds and finalist.untuned and finalist.simplicity < 2:
+                untuned.append(finalist)
         if rounds:
-            plan["reserve"] = resplit_reserve(_resplit_candidates(finalists, leaders, count), rounds, most)
+            plan["reserve"] = resplit_reserve(_resplit_candidates(finalists, leaders, count, untuned), rounds, most)
             plan["deadline"] = end - plan["reserve"]
         if state == "pruned":
             raise optuna.TrialPruned()
@@ -445,7 +453,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
         raise UserError(f"--preset auto: no trial finished within --time_budget {base.time_budget:g} s; raise it")
     done, rule_note, averaged_by_rule = 0, "", False
     if rounds and not interrupted:
-        candidates = _resplit_candidates(finalists, leaders, count)
+        candidates = _resplit_candidates(finalists, leaders, count, untuned)
         # Without --ensemble_top, averages of the leading trials' models compete with each trial alone.
         splits: Optional[list] = [] if base.ensemble_top == 1 else None
         done, interrupted = _rescore(base, data, candidates, rounds, deadline=end, device=device,
@@ -490,15 +498,22 @@ def split_seconds(candidates: list[Finalist]) -> float:
     return sum(refit_seconds(c.record) for c in candidates)
 
 
-def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist], count: int) -> list[Finalist]:
+def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist], count: int,
+                        untuned: list[Finalist] = ()) -> list[Finalist]:
     """The trials to score again: the best trial of each model, and the best trials overall
-    (for --ensemble_top), ``count`` of them by validation score, and the best trials of the
-    models without hidden layers (the simplest, which the one-standard-error rule prefers)."""
+    (for --ensemble_top), ``count`` of them by validation score; the best trials of the models
+    without hidden layers (the simplest, which the one-standard-error rule prefers); and
+    ``untuned``, those models with the balanced preset's recipe (the starting points: the best
+    trial of a model is partly the luckiest of its recipes on the validation rows, a starting
+    point was fixed before any of them was scored)."""
     unique = {f.record.number: f for f in [*finalists, *leaders.values()]}
     ranked = sorted(unique.values(), key=lambda f: f.rank_key, reverse=True)
     chosen = ranked[:count]
-    simplest = [f for name, f in leaders.items() if MODEL_CHOICES[name].simplicity < 2 and f not in chosen]
-    return chosen + simplest
+    simplest = [f for name, f in leaders.items() if MODEL_CHOICES[name].simplicity < 2]
+    out: dict[int, Finalist] = {}
+    for f in [*chosen, *simplest, *untuned]:
+        out.setdefault(f.record.number, f)
+    return list(out.values())
 
 
 def pooled_standard_error(candidates: list[Finalist]) -> tuple[float, int]:
@@ -535,14 +550,18 @@ class Option:
         return float(np.mean(self.scores)) if self.scores and np.isfinite(self.scores).all() else -math.inf
 
     @property
-    def simplicity(self) -> tuple[int, int]:
+    def simplicity(self) -> tuple[int, int, int]:
         """Lower is simpler: the most complex member's order, then how many models are averaged
-        (an average of a linear and an additive model is simpler than one network with hidden layers)."""
-        return max(m.simplicity for m in self.members), len(self.members)
+        (an average of a linear and an additive model is simpler than one network with hidden
+        layers), then how many of them had their recipe chosen by the search (a starting point's
+        was fixed before the search: of two linear models, the balanced preset's recipe is the simpler)."""
+        return max(m.simplicity for m in self.members), len(self.members), sum(not m.untuned for m in self.members)
 
     def describe(self) -> str:
         if len(self.members) == 1:
-            return f"trial {self.members[0].record.number} ({self.members[0].record.params['model']})"
+            member = self.members[0]
+            untuned = ", the balanced recipe" if member.untuned else ""
+            return f"trial {member.record.number} ({member.record.params['model']}{untuned})"
         numbers = ", ".join(str(m.record.number) for m in self.members)
         return f"the average of trials {numbers} ({', '.join(m.record.params['model'] for m in self.members)})"
 

@@ -254,10 +254,42 @@ def test_auto_is_a_preset_name_and_its_flags_are_checked(capsys):
     assert "--ensemble_top must be >= 1" in capsys.readouterr().err
 
 
-def _rescored(number: int, model: str, val: float, fresh: list) -> "auto.Finalist":
-    record = auto.TrialRecord(number, "complete", {"model": model}, val, 0.3, 5, 10, 1.0,
+def _rescored(number: int, model: str, val: float, fresh: list, params: "dict | None" = None) -> "auto.Finalist":
+    record = auto.TrialRecord(number, "complete", params or {"model": model}, val, 0.3, 5, 10, 1.0,
                               resplit_auprc=list(fresh), resplit_f1=[0.3] * len(fresh))
     return auto.Finalist(record, cfg=None, data=None, trained=None, inputs=None)
+
+
+def _starting_point(model: str) -> dict:
+    return next(p for p in auto.STARTING_POINTS if p["model"] == model)
+
+
+@pytest.mark.parametrize("tuned_fresh, chosen", [
+    ([0.275, 0.295, 0.285], 0),  # 0.285: the untuned 0.282 is within one standard error (0.005), so it is kept
+    ([0.30, 0.32, 0.31], 1),  # 0.31: the tuned recipe beats it by more than the noise
+])
+def test_of_two_models_alike_the_starting_point_is_the_simpler(tuned_fresh, chosen):
+    untuned = _rescored(0, "linear", 0.20, [0.277, 0.287, 0.282], params=_starting_point("linear"))
+    tuned = _rescored(1, "linear", 0.30, tuned_fresh,
+                      params={**_starting_point("linear"), "sampling": "per_class", "more_rows": "smote"})
+    assert untuned.untuned and not tuned.untuned
+    assert auto.Option.single(untuned).simplicity < auto.Option.single(tuned).simplicity
+    flexible = _rescored(2, "resnet", 0.40, [0.20, 0.21, 0.22], params=_starting_point("resnet"))
+    assert auto.Option.single(tuned).simplicity < auto.Option.single(flexible).simplicity  # the model comes first
+    ordered, note, take = auto._one_standard_error([tuned, untuned, flexible])
+    assert take == 1 and ordered[0].record.number == chosen
+    if chosen == 0:
+        assert "trial 0 (linear, the balanced recipe)" in note and "one-standard-error rule" in note
+
+
+def test_the_starting_points_of_the_simplest_models_are_scored_again_besides_the_leaders():
+    leader = _rescored(5, "linear", 0.30, [])
+    start = _rescored(2, "linear", 0.20, [], params=_starting_point("linear"))
+    flexible = _rescored(7, "resnet", 0.40, [])
+    additive = _rescored(3, "additive", 0.25, [], params=_starting_point("additive"))
+    leaders = {"linear": leader, "resnet": flexible, "additive": additive}
+    candidates = auto._resplit_candidates([flexible, leader], leaders, 1, [start, additive])
+    assert [c.record.number for c in candidates] == [7, 5, 3, 2]  # the best; the simplest models' leaders; the rest of the starts
 
 
 @pytest.mark.parametrize("linear_fresh, chosen, standard_error", [
@@ -321,7 +353,7 @@ def test_averages_of_the_leading_trials_are_scored_from_their_predictions_on_the
     for (y, probs), score in zip(splits, pair.scores):
         assert score == pytest.approx(label_metrics(y, (probs[0] + probs[1]) / 2, 0.5, ["y"])["macro"]["auprc"])
     assert pair.mean > max(np.mean(a) for a in alone)
-    assert pair.simplicity == (2, 2) and "the average of trials" in pair.describe()
+    assert pair.simplicity == (2, 2, 2) and "the average of trials" in pair.describe()
 
 
 def test_an_average_is_chosen_only_where_it_beats_the_simpler_options_by_more_than_the_noise():
