@@ -38,8 +38,9 @@ the search and keeps the best trial(s) so far.
 Where the rarest label has fewer than 100 validation positives (or with ``--resplits N``), the
 trial that scored best on validation is often only the luckiest, and a best epoch's validation
 AUPRC is the maximum over epochs, biased up most for the models that vary most. The search then
-keeps time to train the leading trials (the best trial of each model, three at most, and the
-best linear and additive trials) again on fresh stratified train/validation splits of the same
+keeps time to train the leading trials (the best trial of each model, three at most, the best
+linear and additive trials, and the linear and additive models with the balanced preset's recipe,
+the starting points) again on fresh stratified train/validation splits of the same
 non-test rows, one split at a time (each fresh validation split drawn from the training rows
 alone: the rows that chose the trials are not scored again, they join the fresh training rows),
 each for the trial's own number of epochs (its best epoch) without early stopping. The time
@@ -51,8 +52,9 @@ nothing, so their AUPRC at the last epoch is an honest estimate.
 Each is scored by its mean over the fresh splits that all of them finished, and the simplest
 model whose mean is within one standard error of the best mean is chosen (the
 one-standard-error rule, with the split-to-split variance pooled over the candidates; the
-linear and additive models are simpler than any with hidden layers): a more complex model has
-to beat a simpler one by more than the splits' noise. Without ``--ensemble_top``, averages of the
+linear and additive models are simpler than any with hidden layers, and of two alike the starting
+point, whose recipe no validation score chose, is the simpler): a more complex model has to beat
+a simpler one by more than the splits' noise. Without ``--ensemble_top``, averages of the
 leading trials' models compete as well: the 2, 3, ... best by mean, each scored on the same fresh
 splits from its members' own predictions there (no more training), and simpler than a single
 model only where its most complex member is (an average of the linear and additive models is
@@ -720,11 +722,13 @@ def format_search_markdown(result: SearchResult) -> str:
     if result.resplits:
         rescored = [str(t.number) for t in result.trials if t.resplit_auprc]
         lines += [f"Chosen on {result.resplits} fresh train/validation split(s) of the same non-test rows (validation rows drawn from the training split) "
-                  f"({result.resplit_reason}): trials {', '.join(rescored)}, the leading trials of each model, were trained "
+                  f"({result.resplit_reason}): trials {', '.join(rescored)}, the leading trials of each model and the balanced "
+                  "recipe's linear and additive models, were trained "
                   "again on each for their own best epoch count, without early stopping, and scored at the last epoch; "
                   "`resplit_auprc` and `resplit_f1` are the means over the fresh splits (`resplit_se`: the standard "
                   "error of each trial's AUPRC mean). Of these, the simplest model within one standard error of the best mean "
-                  "is chosen, the split-to-split variance pooled over the trials (models without hidden layers are simpler).",
+                  "is chosen, the split-to-split variance pooled over the trials (models without hidden layers are simpler; of "
+                  "two alike, the balanced recipe, which no validation score chose).",
                   ""]
         if result.rule_note:
             lines += [result.rule_note, ""]
