@@ -146,8 +146,9 @@ GENERATOR = "gaussian_copula"  # the generator the search may mix rows from (fas
 FINAL_RESERVE = 0.05  # share of the budget kept for scoring and writing the final run
 # Re-scoring on fresh splits (--resplits): where validation holds few positives, the trial that
 # scored best on it is often the luckiest, not the best. The leading trials (the best of each
-# model, then the best overall) are trained again on fresh train/validation splits of the same
-# non-test rows (validation drawn from the training rows alone), and chosen by their mean validation AUPRC.
+# model, then the best overall, and the simplest models' starting points) are trained again on
+# fresh train/validation splits of the same non-test rows (validation drawn from the training
+# rows alone), and chosen by their mean validation AUPRC.
 RESPLIT_BELOW_POSITIVES = 100  # the default applies when the rarest label has fewer validation positives
 RESPLIT_ROUNDS = 4  # the default number of fresh splits
 RESPLIT_CANDIDATES = 3  # trials scored again (at least --ensemble_top), besides the simplest models' best
