@@ -105,6 +105,11 @@ class ModelChoice:
     stop_on: str = "macro_auprc"  # the early-stopping metric of its trials
     simplicity: int = 2  # the one-standard-error rule's order: lower is simpler
 
+    @property
+    def without_hidden_layers(self) -> bool:
+        """The linear and additive models: the simplest, whose starting points are re-scored too."""
+        return dict(self.settings).get("hidden_sizes") == ()
+
     def model_args(self, dropout: Optional[float]) -> dict[str, Any]:
         args = {name: (list(value) if isinstance(value, tuple) else value) for name, value in self.settings}
         if dropout is not None:
@@ -432,7 +437,7 @@ def search(base: TrainConfig, data: PreparedData, *, device: Any, started: float
             model = params["model"]
             if rounds and (model not in leaders or finalist.rank_key > leaders[model].rank_key):
                 leaders[model] = finalist
-            if rounds and finalist.untuned and finalist.simplicity < 2:
+            if rounds and finalist.untuned and MODEL_CHOICES[model].without_hidden_layers:
                 untuned.append(finalist)
         if rounds:
             plan["reserve"] = resplit_reserve(_resplit_candidates(finalists, leaders, count, untuned), rounds, most)
@@ -502,7 +507,7 @@ def split_seconds(candidates: list[Finalist]) -> float:
 
 
 def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist], count: int,
-                        untuned: list[Finalist] = ()) -> list[Finalist]:
+                        untuned: list[Finalist]) -> list[Finalist]:
     """The trials to score again: the best trial of each model, and the best trials overall
     (for --ensemble_top), ``count`` of them by validation score; the best trials of the models
     without hidden layers (the simplest, which the one-standard-error rule prefers); and
@@ -512,7 +517,7 @@ def _resplit_candidates(finalists: list[Finalist], leaders: dict[str, Finalist],
     unique = {f.record.number: f for f in [*finalists, *leaders.values()]}
     ranked = sorted(unique.values(), key=lambda f: f.rank_key, reverse=True)
     chosen = ranked[:count]
-    simplest = [f for name, f in leaders.items() if MODEL_CHOICES[name].simplicity < 2]
+    simplest = [f for name, f in leaders.items() if MODEL_CHOICES[name].without_hidden_layers]
     out: dict[int, Finalist] = {}
     for f in [*chosen, *simplest, *untuned]:
         out.setdefault(f.record.number, f)
